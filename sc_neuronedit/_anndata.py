@@ -1,0 +1,166 @@
+"""AnnData input handling: cell selections, feature masks, matrices, checks.
+
+Everything that knows about ``.obs``, ``.var`` and ``.layers`` lives here, so
+the model and the edit math can stay array-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+Selection = "np.ndarray | pd.Series | Mapping[str, object] | Sequence[int]"
+
+
+def is_anndata(obj) -> bool:
+    from anndata import AnnData
+
+    return isinstance(obj, AnnData)
+
+
+def _as_list(value) -> list:
+    if isinstance(value, (list, tuple, set, np.ndarray, pd.Index)):
+        return list(value)
+    return [value]
+
+
+def resolve_selection(adata, selection, *, name: str = "selection") -> np.ndarray:
+    """A boolean mask over ``adata.obs`` from a mask or ``{obs_key: value(s)}``.
+
+    Several keys combine with AND; a list of values for one key with OR.
+    Raises ``KeyError`` / ``ValueError`` naming what exists when a key or
+    value is unknown, and when nothing is selected.
+    """
+    n = adata.n_obs
+    if isinstance(selection, Mapping):
+        if not selection:
+            raise ValueError(f"{name} is an empty dict; give e.g. {{'condition': 'control'}}.")
+        mask = np.ones(n, dtype=bool)
+        for key, value in selection.items():
+            if key not in adata.obs.columns:
+                raise KeyError(
+                    f"{name}: {key!r} is not a column of adata.obs; "
+                    f"available: {', '.join(map(str, adata.obs.columns))}."
+                )
+            col = adata.obs[key]
+            values = _as_list(value)
+            present = set(col.unique().tolist())
+            missing = [v for v in values if v not in present]
+            if missing:
+                shown = sorted(map(str, present))[:20]
+                raise ValueError(
+                    f"{name}: value(s) {missing!r} not found in adata.obs[{key!r}]; "
+                    f"available: {', '.join(shown)}."
+                )
+            mask &= col.isin(values).to_numpy()
+    else:
+        arr = np.asarray(selection)
+        if arr.dtype == bool:
+            if arr.shape != (n,):
+                raise ValueError(
+                    f"{name}: boolean mask has shape {arr.shape}, expected ({n},) (one per cell)."
+                )
+            mask = arr.copy()
+        elif arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
+            if arr.size and (arr.min() < -n or arr.max() >= n):
+                raise IndexError(f"{name}: integer index out of range for {n} cells.")
+            mask = np.zeros(n, dtype=bool)
+            mask[arr] = True
+        else:
+            raise TypeError(
+                f"{name} must be a boolean mask over cells, integer indices, or a dict "
+                f"{{obs_key: value(s)}}; got {type(selection).__name__}."
+            )
+    if not mask.any():
+        raise ValueError(f"{name} selects no cells.")
+    return mask
+
+
+def resolve_mask_var(adata, mask_var) -> np.ndarray | None:
+    """Boolean mask over ``adata.var`` from ``None``, a ``.var`` column name,
+    a boolean array or a list of var names (``None`` means all features)."""
+    if mask_var is None:
+        return None
+    if isinstance(mask_var, str):
+        if mask_var not in adata.var.columns:
+            raise KeyError(
+                f"mask_var={mask_var!r} is not a column of adata.var; "
+                f"available: {', '.join(map(str, adata.var.columns)) or '(none)'}."
+            )
+        mask = adata.var[mask_var].to_numpy()
+        if mask.dtype != bool:
+            raise TypeError(f"adata.var[{mask_var!r}] must be boolean, got {mask.dtype}.")
+    else:
+        arr = np.asarray(mask_var)
+        if arr.dtype == bool:
+            if arr.shape != (adata.n_vars,):
+                raise ValueError(
+                    f"mask_var has shape {arr.shape}, expected ({adata.n_vars},) (one per feature)."
+                )
+            mask = arr
+        else:
+            idx = adata.var_names.get_indexer(arr.astype(str))
+            if (idx < 0).any():
+                missing = arr[idx < 0][:10].tolist()
+                raise KeyError(f"mask_var names not in adata.var_names: {missing}.")
+            mask = np.zeros(adata.n_vars, dtype=bool)
+            mask[idx] = True
+    if not mask.any():
+        raise ValueError("mask_var selects no features.")
+    return np.asarray(mask, dtype=bool)
+
+
+def get_matrix(adata, layer: str | None):
+    """``adata.X`` or ``adata.layers[layer]``, without copying."""
+    if layer is None:
+        if adata.X is None:
+            raise ValueError("adata.X is empty; pass layer= to use a layer.")
+        return adata.X
+    if layer not in adata.layers:
+        raise KeyError(
+            f"Layer {layer!r} not found; available layers: "
+            f"{', '.join(adata.layers.keys()) or '(none)'}."
+        )
+    return adata.layers[layer]
+
+
+def check_finite(X, *, what: str = "the input matrix", chunk: int = 4096) -> None:
+    """Raise if ``X`` (dense, sparse or backed) holds NaN or inf, in row chunks."""
+    n = X.shape[0]
+    for start in range(0, n, chunk):
+        block = X[start : start + chunk]
+        if hasattr(block, "to_memory"):
+            block = block.to_memory()
+        data = block.data if sparse.issparse(block) else np.asarray(block)
+        if not np.isfinite(data).all():
+            bad = start + np.where(~np.isfinite(
+                block.toarray() if sparse.issparse(block) else data
+            ).any(axis=1))[0]
+            raise ValueError(
+                f"{what} contains NaN or inf (first rows: {bad[:5].tolist()}). "
+                "Remove or impute those values before training."
+            )
+
+
+def group_weights(groups: np.ndarray) -> np.ndarray:
+    """``1 / group size`` per cell, so that every group weighs the same."""
+    _, inverse, counts = np.unique(np.asarray(groups).astype(str), return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse]
+
+
+def resolve_groups(adata, groupby) -> np.ndarray:
+    """Group labels per cell from an ``.obs`` column name or an array."""
+    if isinstance(groupby, str):
+        if groupby not in adata.obs.columns:
+            raise KeyError(
+                f"groupby={groupby!r} is not a column of adata.obs; "
+                f"available: {', '.join(map(str, adata.obs.columns))}."
+            )
+        return adata.obs[groupby].to_numpy()
+    arr = np.asarray(groupby)
+    if arr.shape != (adata.n_obs,):
+        raise ValueError(f"groupby array has shape {arr.shape}, expected ({adata.n_obs},).")
+    return arr

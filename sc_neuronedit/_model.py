@@ -1,0 +1,407 @@
+"""The user-facing model: an autoencoder over an AnnData (or array) plus edits.
+
+AnnData in, arrays out. The network lives in :mod:`sc_neuronedit.nn`, the
+edit math in :mod:`sc_neuronedit._edit`; this class wires them to data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import sparse
+
+from . import _anndata as _ad
+from ._edit import QuantileEdit, fit_quantile_edit
+from .nn import Autoencoder, TrainingHistory, train_autoencoder
+from .nn._training import _take_rows, iter_batches
+
+DECODE_FORMS = ("residual", "plain")
+_CONFIG = "config.json"
+_WEIGHTS = "weights.pt"
+_FORMAT_VERSION = 1
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` picks CUDA when available, else the CPU."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class _Columns:
+    """Row access to a subset of columns of a dense, sparse or backed matrix.
+
+    Slicing rows first keeps a sparse or backed matrix from being expanded.
+    """
+
+    def __init__(self, X, cols: np.ndarray | None):
+        self.X, self.cols = X, cols
+        n_cols = X.shape[1] if cols is None else int(cols.sum())
+        self.shape = (X.shape[0], n_cols)
+
+    def __getitem__(self, idx):
+        block = self.X[idx]
+        if hasattr(block, "to_memory"):
+            block = block.to_memory()
+        return block if self.cols is None else block[:, self.cols]
+
+
+class NeuronEditor:
+    """Autoencoder-based neuron editing on an AnnData or a cells x features array.
+
+    Parameters
+    ----------
+    data
+        :class:`~anndata.AnnData` (dense, CSR or backed ``X``/layer) or a
+        cells x features array (NumPy, SciPy sparse or torch).
+    layer
+        Layer of ``data`` to model instead of ``.X`` (AnnData only).
+    mask_var
+        Features the autoencoder sees: a boolean ``.var`` column name, a boolean
+        mask or a list of var names. Other features are passed through unchanged.
+    hidden
+        Encoder widths before the bottleneck; the decoder mirrors them.
+    n_latent
+        Bottleneck width.
+    edit_layer
+        Hidden layer to edit, counted over encoder, bottleneck and decoder hidden
+        layers from 0; ``None`` is the bottleneck.
+    """
+
+    def __init__(
+        self,
+        data,
+        *,
+        layer: str | None = None,
+        mask_var=None,
+        hidden: Sequence[int] = (512, 256),
+        n_latent: int = 64,
+        edit_layer: int | None = None,
+    ):
+        self.adata = data if _ad.is_anndata(data) else None
+        if self.adata is not None:
+            X = _ad.get_matrix(data, layer)
+            self._feature_mask = _ad.resolve_mask_var(data, mask_var)
+            names = np.asarray(data.var_names)
+            self.feature_names = names if self._feature_mask is None else names[self._feature_mask]
+        else:
+            if layer is not None:
+                raise ValueError("layer= only applies to AnnData input.")
+            X = _as_matrix(data)
+            self._feature_mask = None if mask_var is None else np.asarray(mask_var, dtype=bool)
+            self.feature_names = None
+        self.layer = layer
+        self._X = X
+        self.n_features = X.shape[1] if self._feature_mask is None else int(self._feature_mask.sum())
+        self.config = {
+            "hidden": [int(h) for h in hidden],
+            "n_latent": int(n_latent),
+            "edit_layer": None if edit_layer is None else int(edit_layer),
+        }
+        probe = Autoencoder(self.n_features, hidden, n_latent)  # validates widths and layer
+        self.edit_layer = probe.bottleneck if edit_layer is None else probe._check_layer(edit_layer)
+        self.network: Autoencoder | None = None
+        self.history: TrainingHistory | None = None
+        self.train_params: dict = {}
+        self.device = torch.device("cpu")
+
+    # ------------------------------------------------------------------ data
+    def _view(self, X=None) -> _Columns:
+        return _Columns(self._X if X is None else X, self._feature_mask)
+
+    def _cells(self, cells, *, name: str = "cells") -> tuple[_Columns, np.ndarray]:
+        """Matrix view and row indices for a selection, a mask or a data matrix."""
+        if cells is None:
+            return self._view(), np.arange(self._X.shape[0])
+        if isinstance(cells, torch.Tensor):
+            cells = cells.detach().cpu().numpy()
+        if sparse.issparse(cells) or (isinstance(cells, np.ndarray) and cells.ndim == 2):
+            width = cells.shape[1]
+            if width == self.n_features:
+                view = _Columns(cells, None)
+            elif self._feature_mask is not None and width == len(self._feature_mask):
+                view = self._view(cells)
+            else:
+                raise ValueError(
+                    f"{name}: a data matrix must have {self.n_features} columns (the model's "
+                    f"features), got {width}."
+                )
+            return view, np.arange(cells.shape[0])
+        if self.adata is None:
+            mask = np.asarray(cells)
+            if mask.dtype != bool or mask.shape != (self._X.shape[0],):
+                raise TypeError(
+                    f"{name}: without AnnData, give a boolean mask over the {self._X.shape[0]} "
+                    "rows or a cells x features matrix."
+                )
+        else:
+            mask = _ad.resolve_selection(self.adata, cells, name=name)
+        return self._view(), np.flatnonzero(mask)
+
+    # -------------------------------------------------------------- training
+    def train(
+        self,
+        *,
+        max_epochs: int = 100,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        validation_fraction: float = 0.1,
+        patience: int | None = 20,
+        cells=None,
+        device: str | torch.device = "auto",
+        random_state: int = 0,
+        progress: bool = True,
+    ) -> NeuronEditor:
+        """Train the autoencoder to reconstruct the cells (MSE, Adam).
+
+        Parameters
+        ----------
+        max_epochs
+            Passes over the training cells; the learning rate anneals (cosine)
+            over exactly this many, so it is also the schedule's length.
+        batch_size, lr, weight_decay
+            Minibatch size, Adam's initial learning rate and weight decay.
+        validation_fraction, patience
+            Held-out share of cells for early stopping and how many epochs
+            without improvement to wait; the best epoch's weights are kept.
+        cells
+            Cells to train on (selection, mask or matrix); default all. The
+            method trains on every cell involved, but never on cells whose
+            target is to be predicted.
+        device
+            ``"auto"`` uses a GPU when present.
+        random_state
+            Seed for initialisation, the validation split and minibatch order:
+            the same seed, input type and thread count give identical weights.
+        progress
+            Show a progress bar.
+        """
+        view, idx = self._cells(cells, name="cells")
+        _ad.check_finite(view[idx] if len(idx) < view.shape[0] else view.X,
+                         what="The training matrix")
+        self.device = resolve_device(device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(random_state)
+            net = Autoencoder(self.n_features, self.config["hidden"], self.config["n_latent"])
+        rows = _Rows(view, idx)
+        self.history = train_autoencoder(
+            net, rows, max_epochs=max_epochs, batch_size=batch_size, lr=lr,
+            weight_decay=weight_decay, validation_fraction=validation_fraction,
+            patience=patience, device=self.device, random_state=random_state, progress=progress,
+        )
+        self.network = net
+        self.train_params = {
+            "max_epochs": int(max_epochs), "batch_size": int(batch_size), "lr": float(lr),
+            "weight_decay": float(weight_decay), "validation_fraction": float(validation_fraction),
+            "patience": -1 if patience is None else int(patience), "random_state": int(random_state),
+            "n_cells": int(len(idx)),
+        }
+        return self
+
+    def _require_trained(self) -> Autoencoder:
+        if self.network is None:
+            raise RuntimeError("The autoencoder is not trained yet; call .train() first.")
+        return self.network
+
+    # ----------------------------------------------------------- inference
+    @torch.no_grad()
+    def _encode_rows(self, view, idx, batch_size: int = 1024) -> torch.Tensor:
+        net = self._require_trained()
+        out = [net.encode(xb, self.edit_layer) for xb in iter_batches(view, idx, batch_size, self.device)]
+        return torch.cat(out) if out else torch.empty(0, net.layer_width(self.edit_layer))
+
+    def encode(self, cells=None) -> np.ndarray:
+        """Activations of the edited layer, cells x neurons."""
+        view, idx = self._cells(cells)
+        return self._encode_rows(view, idx).cpu().numpy()
+
+    @torch.no_grad()
+    def decode(self, activations) -> np.ndarray:
+        """Reconstruct the model's features from edited-layer activations."""
+        net = self._require_trained()
+        z = torch.as_tensor(np.asarray(activations, dtype=np.float32), device=self.device)
+        return net.decode(z, self.edit_layer).cpu().numpy()
+
+    def learn_edit(self, source, target, *, n_quantiles: int = 100, groupby=None) -> QuantileEdit:
+        """Learn the per-neuron quantile edit from ``source`` to ``target`` cells.
+
+        Parameters
+        ----------
+        source, target
+            Cells as a selection ``{obs_key: value(s)}``, a boolean mask or a
+            cells x features matrix.
+        n_quantiles
+            Knots per neuron.
+        groupby
+            ``.obs`` column (or per-cell labels) of groups such as cell types.
+            Each group then weighs the same in the source and in the target
+            quantiles, so a change of composition is not learned as the effect.
+        """
+        s_view, s_idx = self._cells(source, name="source")
+        t_view, t_idx = self._cells(target, name="target")
+        s_w = t_w = None
+        if groupby is not None:
+            if self.adata is None or s_view.X is not self._X or t_view.X is not self._X:
+                raise ValueError("groupby= needs source and target given as cells of the AnnData.")
+            groups = _ad.resolve_groups(self.adata, groupby)
+            s_w = torch.as_tensor(_ad.group_weights(groups[s_idx]), dtype=torch.float32)
+            t_w = torch.as_tensor(_ad.group_weights(groups[t_idx]), dtype=torch.float32)
+        return fit_quantile_edit(
+            self._encode_rows(s_view, s_idx), self._encode_rows(t_view, t_idx),
+            n_quantiles=n_quantiles, source_weights=s_w, target_weights=t_w,
+        )
+
+    @torch.no_grad()
+    def apply_edit(
+        self, cells, edit: QuantileEdit, *, decode: str = "residual", batch_size: int = 1024
+    ) -> np.ndarray:
+        """Edit the cells' activations and decode them.
+
+        Parameters
+        ----------
+        cells
+            Cells to transform (selection, mask or matrix).
+        edit
+            From :meth:`learn_edit`.
+        decode
+            ``"residual"`` (default) returns ``x + decode(edit(z)) - decode(z)``:
+            the decoder's change is added to each cell's own values, so the
+            cell keeps what the autoencoder cannot reconstruct (its noise and
+            fine detail), and reconstruction error cancels. ``"plain"`` returns
+            ``decode(edit(z))`` as in the paper, which is smoother than real
+            cells. The residual form was chosen by an inner leave-one-type-out
+            over training types only (``benchmarks/kang_select_decode.py``).
+
+        Returns
+        -------
+        Cells x features array. With ``mask_var``, features outside the mask
+        keep their input values.
+        """
+        if decode not in DECODE_FORMS:
+            raise ValueError(f"decode must be one of {DECODE_FORMS}, got {decode!r}.")
+        net = self._require_trained()
+        if edit.n_neurons != net.layer_width(self.edit_layer):
+            raise ValueError(
+                f"The edit has {edit.n_neurons} neurons but layer {self.edit_layer} has "
+                f"{net.layer_width(self.edit_layer)}; was it learned on another model?"
+            )
+        view, idx = self._cells(cells)
+        edit = edit.to(self.device)
+        out = []
+        for start in range(0, len(idx), batch_size):
+            rows = idx[start : start + batch_size]
+            full = np.array(_take_rows(view.X, rows), dtype=np.float32)
+            x = torch.from_numpy(full if view.cols is None else full[:, view.cols]).to(self.device)
+            z = net.encode(x, self.edit_layer)
+            edited = net.decode(edit.apply(z), self.edit_layer)
+            if decode == "residual":
+                edited = x + edited - net.decode(z, self.edit_layer)
+            edited = edited.cpu().numpy()
+            if view.cols is None:
+                out.append(edited)
+            else:
+                full[:, view.cols] = edited
+                out.append(full)
+        width = view.X.shape[1]
+        return np.vstack(out) if out else np.empty((0, width), dtype=np.float32)
+
+    def edit_statistics(self, cells, edit: QuantileEdit) -> dict[str, np.ndarray]:
+        """Per-neuron shift summary and the share of ``cells`` outside the source range."""
+        view, idx = self._cells(cells)
+        stats = {k: v.cpu().numpy() for k, v in edit.summary().items()}
+        stats["outside_fraction"] = edit.outside_fraction(
+            self._encode_rows(view, idx).to(edit.source_knots.device)
+        ).cpu().numpy()
+        return stats
+
+    # ------------------------------------------------------------ save/load
+    def save(self, path: str | Path, *, overwrite: bool = False) -> None:
+        """Save to a folder: ``weights.pt`` (a plain state dict) and ``config.json``.
+
+        Nothing is pickled, so loading never runs code from the file.
+        """
+        net = self._require_trained()
+        path = Path(path)
+        if path.exists() and any(path.iterdir()) and not overwrite:
+            raise FileExistsError(f"{path} exists and is not empty; pass overwrite=True.")
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.cpu() for k, v in net.state_dict().items()}, path / _WEIGHTS)
+        config = {
+            "format_version": _FORMAT_VERSION,
+            "n_features": self.n_features,
+            "feature_names": None if self.feature_names is None else self.feature_names.tolist(),
+            "layer": self.layer,
+            **self.config,
+            "train_params": self.train_params,
+            "history": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                        for k, v in self.history.to_dict().items()},
+        }
+        (path / _CONFIG).write_text(json.dumps(config, indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path, data, *, layer: str | None = None, device="auto") -> NeuronEditor:
+        """Load a saved model and attach it to ``data``.
+
+        The features the model was trained on must be present in ``data``
+        (by var name for AnnData, by count for arrays).
+        """
+        path = Path(path)
+        if not (path / _CONFIG).is_file() or not (path / _WEIGHTS).is_file():
+            raise FileNotFoundError(f"{path} does not hold a saved NeuronEditor ({_CONFIG}, {_WEIGHTS}).")
+        config = json.loads((path / _CONFIG).read_text())
+        names = config["feature_names"]
+        mask_var = None
+        if _ad.is_anndata(data):
+            if names is None:
+                raise ValueError("This model was trained on an array; load it with an array.")
+            present = data.var_names.isin(names)
+            if present.sum() != len(names) or list(data.var_names[present]) != names:
+                missing = [n for n in names if n not in set(data.var_names)][:10]
+                raise ValueError(
+                    "The data's var names do not match the model's features "
+                    f"({len(names)} expected; missing e.g. {missing}, or in another order)."
+                )
+            mask_var = None if present.all() else present
+        model = cls(
+            data, layer=layer if layer is not None else (config["layer"] if _ad.is_anndata(data) else None),
+            mask_var=mask_var, hidden=config["hidden"], n_latent=config["n_latent"],
+            edit_layer=config["edit_layer"],
+        )
+        if model.n_features != config["n_features"]:
+            raise ValueError(
+                f"The model expects {config['n_features']} features, the data has {model.n_features}."
+            )
+        net = Autoencoder(model.n_features, config["hidden"], config["n_latent"])
+        net.load_state_dict(torch.load(path / _WEIGHTS, map_location="cpu", weights_only=True))
+        model.device = resolve_device(device)
+        model.network = net.to(model.device).eval()
+        model.train_params = config["train_params"]
+        model.history = TrainingHistory.from_dict(config["history"])
+        return model
+
+
+class _Rows:
+    """A fixed subset of rows of a view, indexable like a matrix."""
+
+    def __init__(self, view: _Columns, idx: np.ndarray):
+        self.view, self.idx = view, idx
+        self.shape = (len(idx), view.shape[1])
+
+    def __getitem__(self, i):
+        return self.view[self.idx[i]]
+
+
+def _as_matrix(data):
+    if isinstance(data, torch.Tensor):
+        data = data.detach().cpu().numpy()
+    if sparse.issparse(data):
+        return sparse.csr_matrix(data)
+    arr = np.asarray(data)
+    if arr.ndim != 2:
+        raise ValueError(f"Expected a cells x features matrix, got shape {arr.shape}.")
+    return arr

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy import sparse
+
+from ._autoencoder import Autoencoder
+
+
+@dataclass
+class TrainingHistory:
+    """Per-epoch losses of one training run (mean squared error per entry)."""
+
+    train_loss: list[float] = field(default_factory=list)
+    validation_loss: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "train_loss": np.asarray(self.train_loss, dtype=np.float64),
+            "validation_loss": np.asarray(self.validation_loss, dtype=np.float64),
+            "best_epoch": int(self.best_epoch),
+            "stopped_early": bool(self.stopped_early),
+            "seconds": float(self.seconds),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainingHistory:
+        return cls(
+            [float(v) for v in d.get("train_loss", [])],
+            [float(v) for v in d.get("validation_loss", [])],
+            int(d.get("best_epoch", -1)),
+            bool(d.get("stopped_early", False)),
+            float(d.get("seconds", 0.0)),
+        )
+
+
+def rows_to_tensor(X, idx: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Rows ``idx`` of a dense, CSR or backed matrix as a dense float32 tensor.
+
+    Only the requested rows are densified, so a sparse matrix is never
+    expanded whole.
+    """
+    if len(idx) > 1 and np.any(np.diff(idx) < 0):
+        # h5py (backed) needs increasing indices; restore the order afterwards.
+        order = np.argsort(idx, kind="stable")
+        block = _take_rows(X, idx[order])
+        block = block[np.argsort(order, kind="stable")]
+    else:
+        block = _take_rows(X, idx)
+    return torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(device)
+
+
+def _take_rows(X, idx: np.ndarray) -> np.ndarray:
+    block = X[idx]
+    if sparse.issparse(block):
+        return block.toarray()
+    if hasattr(block, "to_memory"):  # anndata backed sparse dataset
+        block = block.to_memory()
+        return block.toarray() if sparse.issparse(block) else np.asarray(block)
+    return np.asarray(block)
+
+
+def iter_batches(X, idx: np.ndarray, batch_size: int, device: torch.device):
+    for start in range(0, len(idx), batch_size):
+        yield rows_to_tensor(X, idx[start : start + batch_size], device)
+
+
+def train_autoencoder(
+    model: Autoencoder,
+    X,
+    *,
+    max_epochs: int = 100,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    validation_fraction: float = 0.1,
+    patience: int | None = 20,
+    device: torch.device | str = "cpu",
+    random_state: int = 0,
+    progress: bool = True,
+) -> TrainingHistory:
+    """Train ``model`` to reconstruct the rows of ``X`` (MSE, Adam).
+
+    The learning rate follows a cosine schedule from ``lr`` down to
+    ``lr / 100`` over ``max_epochs``: the late, small steps settle the
+    reconstruction within a short budget of epochs. A random
+    ``validation_fraction`` of rows is held out; training stops when its loss
+    has not improved for ``patience`` epochs, and the weights of the best
+    validation epoch are restored. With ``validation_fraction=0`` every row is
+    used and the last epoch is kept.
+
+    Rows are drawn in minibatches from a dense array, a CSR matrix or a backed
+    dataset; only the minibatch is densified.
+    """
+    import time
+
+    from tqdm.auto import tqdm
+
+    device = torch.device(device)
+    n = X.shape[0]
+    if n < 2:
+        raise ValueError(f"Need at least 2 cells to train, got {n}.")
+    rng = np.random.default_rng(random_state)
+    perm = rng.permutation(n)
+    n_val = int(round(validation_fraction * n)) if validation_fraction > 0 else 0
+    if validation_fraction > 0:
+        n_val = min(max(n_val, 1), n - 1)
+    val_idx, train_idx = np.sort(perm[:n_val]), perm[n_val:]
+
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(max_epochs, 1), eta_min=lr / 100)
+    history = TrainingHistory()
+    best_loss, best_state, since_best = math.inf, None, 0
+    start = time.perf_counter()
+    bar = tqdm(range(max_epochs), desc="training", unit="epoch", disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        order = train_idx[rng.permutation(len(train_idx))]
+        total = 0.0
+        for xb in iter_batches(X, order, batch_size, device):
+            opt.zero_grad(set_to_none=True)
+            loss = torch.mean((model(xb) - xb) ** 2)
+            loss.backward()
+            opt.step()
+            total += loss.item() * xb.shape[0]
+        sched.step()
+        history.train_loss.append(total / len(train_idx))
+        if n_val:
+            val = _mean_loss(model, X, val_idx, batch_size, device)
+            history.validation_loss.append(val)
+            if val < best_loss - 1e-7:
+                best_loss, since_best, history.best_epoch = val, 0, epoch
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                since_best += 1
+            bar.set_postfix(train=f"{history.train_loss[-1]:.4f}", val=f"{val:.4f}")
+            if patience is not None and since_best >= patience:
+                history.stopped_early = True
+                break
+        else:
+            history.best_epoch = epoch
+            bar.set_postfix(train=f"{history.train_loss[-1]:.4f}")
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+@torch.no_grad()
+def _mean_loss(model, X, idx, batch_size, device) -> float:
+    model.eval()
+    total = 0.0
+    for xb in iter_batches(X, idx, batch_size * 4, device):
+        total += torch.sum((model(xb) - xb) ** 2).item() / xb.shape[1]
+    return total / len(idx)

@@ -1,0 +1,6 @@
+"""Tools: neuron editing on AnnData, one public function per module."""
+
+from ._neuron_edit import neuron_edit
+from ._predict_perturbation import predict_perturbation
+
+__all__ = ["neuron_edit", "predict_perturbation"]

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _anndata as _ad
+from .._model import NeuronEditor
+from ._neuron_edit import edit_cells
+from ._results import check_key_added, write_result
+
+
+def predict_perturbation(
+    adata,
+    condition_key: str,
+    *,
+    control: str,
+    perturbed: str,
+    groupby: str,
+    predict_for,
+    layer: str | None = None,
+    mask_var=None,
+    balance: bool = True,
+    key_added: str = "predicted_perturbation",
+    inplace: bool = True,
+    decode: str = "residual",
+    n_quantiles: int = 100,
+    max_epochs: int | None = None,
+    model: NeuronEditor | None = None,
+    model_kwargs: dict | None = None,
+    train_kwargs: dict | None = None,
+    device: str = "auto",
+    random_state: int = 0,
+    progress: bool = True,
+):
+    """Predict how a group that was never perturbed responds to a perturbation.
+
+    The autoencoder is trained on every cell except the perturbed cells of
+    ``predict_for`` (which then need not exist). The edit is learned from the
+    control to the perturbed cells of the other groups that have both, and
+    applied to the control cells of ``predict_for``.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix, e.g. log-normalised expression.
+    condition_key
+        ``.obs`` column holding the condition.
+    control, perturbed
+        The condition values of unperturbed and perturbed cells.
+    groupby
+        ``.obs`` column of groups, e.g. ``"cell_type"``.
+    predict_for
+        Group(s) to predict. Their perturbed cells, if any, are never used.
+    layer, mask_var
+        Input layer and features the autoencoder sees, as in :func:`neuron_edit`.
+    balance
+        Weigh every training group equally in the control and in the perturbed
+        quantiles (default). Otherwise groups whose share changes with the
+        condition (e.g. monocytes in the Kang data, 238 control vs 83
+        stimulated) make the change of composition look like the effect.
+    key_added
+        Where results go: ``layers[key_added]``, ``obs[f"{key_added}_edited"]``,
+        ``uns[key_added]``.
+    inplace
+        Write into ``adata`` (default) or return a new AnnData of the
+        predicted cells (``obs[condition_key]`` set to ``f"{perturbed} (predicted)"``),
+        ready to concatenate with observed cells.
+    decode, n_quantiles, max_epochs, model, model_kwargs, train_kwargs, device, random_state, progress
+        As in :func:`neuron_edit`.
+
+    Returns
+    -------
+    With ``inplace=True``, ``None``, and sets ``adata.layers[key_added]`` (rows
+    of other cells keep their input values), ``adata.obs[f"{key_added}_edited"]``
+    and ``adata.uns[key_added]`` (``params``, ``history``, per-neuron ``edit``
+    statistics, ``outside_fraction``, ``training_groups``). With
+    ``inplace=False``, an AnnData of the predicted cells.
+
+    Examples
+    --------
+    >>> import sc_neuronedit as sne
+    >>> adata = sne.datasets.kang()
+    >>> sne.tl.predict_perturbation(
+    ...     adata, "condition", control="control", perturbed="stimulated",
+    ...     groupby="cell_type", predict_for="CD14+Mono", random_state=0)
+    >>> adata.layers["predicted_perturbation"]
+    """
+    check_key_added(adata, key_added, layer=layer, inplace=inplace)
+    control_mask = _ad.resolve_selection(adata, {condition_key: control}, name="control")
+    perturbed_mask = _ad.resolve_selection(adata, {condition_key: perturbed}, name="perturbed")
+    if control == perturbed:
+        raise ValueError("control and perturbed must be different conditions.")
+    held_out = _ad.resolve_selection(adata, {groupby: predict_for}, name="predict_for")
+    groups = _ad.resolve_groups(adata, groupby)
+
+    apply_mask = held_out & control_mask
+    if not apply_mask.any():
+        raise ValueError(f"predict_for={predict_for!r} has no {control!r} cells to predict from.")
+    # Only groups seen in both conditions can teach the edit.
+    other = ~held_out
+    both = np.intersect1d(groups[other & control_mask], groups[other & perturbed_mask])
+    if len(both) == 0:
+        raise ValueError(
+            f"No group outside predict_for has both {control!r} and {perturbed!r} cells, "
+            "so there is nothing to learn the perturbation from."
+        )
+    learn = other & np.isin(groups, both)
+    rows, values, uns = edit_cells(
+        adata, learn & control_mask, learn & perturbed_mask, apply_mask,
+        train_mask=~(held_out & perturbed_mask), layer=layer, mask_var=mask_var,
+        groupby=groupby if balance else None, decode=decode, n_quantiles=n_quantiles,
+        max_epochs=max_epochs, model=model, model_kwargs=model_kwargs,
+        train_kwargs=train_kwargs, device=device, random_state=random_state, progress=progress,
+    )
+    uns["params"].update(
+        condition_key=condition_key, control=control, perturbed=perturbed, groupby=groupby,
+        predict_for=list(np.atleast_1d(predict_for)), balance=balance,
+    )
+    uns["training_groups"] = list(both.astype(str))
+    return write_result(
+        adata, key_added=key_added, X_in=_ad.get_matrix(adata, layer), rows=rows, values=values,
+        uns=uns, inplace=inplace, obs_update={condition_key: f"{perturbed} (predicted)"},
+    )
