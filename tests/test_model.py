@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+import torch
+from scipy import sparse
+
+import sc_neuronedit as sne
+
+SMALL = dict(hidden=(32,), n_latent=8)
+FAST = dict(max_epochs=5, batch_size=32, progress=False, device="cpu")
+
+
+def weights(model):
+    return [p.detach().clone() for p in model.network.parameters()]
+
+
+def test_same_seed_is_bit_identical(toy_adata):
+    a = sne.NeuronEditor(toy_adata, **SMALL).train(random_state=3, **FAST)
+    b = sne.NeuronEditor(toy_adata, **SMALL).train(random_state=3, **FAST)
+    c = sne.NeuronEditor(toy_adata, **SMALL).train(random_state=4, **FAST)
+    for p, q in zip(weights(a), weights(b)):
+        assert torch.equal(p, q)
+    assert not all(torch.equal(p, q) for p, q in zip(weights(a), weights(c)))
+    assert a.history.train_loss == b.history.train_loss
+
+
+def test_training_reduces_loss_and_keeps_history(toy_adata):
+    model = sne.NeuronEditor(toy_adata, **SMALL).train(random_state=0, **{**FAST, "max_epochs": 40})
+    h = model.history
+    assert len(h.train_loss) == len(h.validation_loss) <= 40
+    assert h.train_loss[-1] < 0.5 * h.train_loss[0]
+    assert 0 <= h.best_epoch < len(h.train_loss)
+
+
+def test_early_stopping_restores_best(toy_adata):
+    model = sne.NeuronEditor(toy_adata, **SMALL).train(
+        random_state=0, patience=2, lr=0.3, **{**FAST, "max_epochs": 60})
+    h = model.history
+    assert h.stopped_early and len(h.train_loss) == h.best_epoch + 3
+
+
+def test_sparse_and_dense_agree(toy_adata):
+    sp = toy_adata.copy()
+    sp.X = sparse.csr_matrix(np.maximum(sp.X, 0))
+    de = sp.copy()
+    de.X = sp.X.toarray()
+    m_sp = sne.NeuronEditor(sp, **SMALL).train(random_state=0, **FAST)
+    m_de = sne.NeuronEditor(de, **SMALL).train(random_state=0, **FAST)
+    sel = {"condition": "control"}
+    edit = m_de.learn_edit(sel, {"condition": "treated"})
+    np.testing.assert_allclose(m_sp.apply_edit(sel, edit), m_de.apply_edit(sel, edit), atol=1e-5)
+
+
+def test_arrays_and_anndata_give_the_same_edit(toy_adata):
+    m_ad = sne.NeuronEditor(toy_adata, **SMALL).train(random_state=0, **FAST)
+    m_np = sne.NeuronEditor(toy_adata.X, **SMALL).train(random_state=0, **FAST)
+    ctrl = (toy_adata.obs.condition == "control").to_numpy()
+    e_ad = m_ad.learn_edit({"condition": "control"}, {"condition": "treated"})
+    e_np = m_np.learn_edit(ctrl, ~ctrl)
+    np.testing.assert_allclose(m_ad.apply_edit(ctrl, e_ad), m_np.apply_edit(toy_adata.X[ctrl], e_np),
+                               atol=1e-6)
+
+
+def test_residual_and_plain_decode(toy_adata):
+    model = sne.NeuronEditor(toy_adata, **SMALL).train(random_state=0, **FAST)
+    sel = {"condition": "control"}
+    identity = model.learn_edit(sel, sel)
+    # an identity edit returns the input exactly in residual form, the reconstruction in plain
+    np.testing.assert_allclose(model.apply_edit(sel, identity), toy_adata[toy_adata.obs.condition ==
+                               "control"].X, atol=1e-5)
+    recon = model.decode(model.encode(sel))
+    np.testing.assert_allclose(model.apply_edit(sel, identity, decode="plain"), recon, atol=1e-5)
+    with pytest.raises(ValueError, match="decode must be"):
+        model.apply_edit(sel, identity, decode="nope")
+
+
+def test_mask_var_passes_other_features_through(toy_adata):
+    model = sne.NeuronEditor(toy_adata, mask_var="hv", **SMALL)
+    model.train(random_state=0, **{**FAST, "max_epochs": 80})
+    assert model.n_features == 20
+    sel = {"condition": "control"}
+    out = model.apply_edit(sel, model.learn_edit(sel, {"condition": "treated"}))
+    X = toy_adata[(toy_adata.obs.condition == "control").to_numpy()].X
+    np.testing.assert_array_equal(out[:, 20:], X[:, 20:])
+    assert np.abs(out[:, :5] - X[:, :5]).mean() > 1.0
+
+
+@pytest.mark.parametrize("layer", [0, 1, 2])
+def test_any_hidden_layer_can_be_edited(toy_adata, layer):
+    model = sne.NeuronEditor(toy_adata, hidden=(32,), n_latent=8, edit_layer=layer)
+    model.train(random_state=0, **FAST)
+    assert model.encode({"condition": "control"}).shape[1] == (32, 8, 32)[layer]
+    with pytest.raises(ValueError, match="does not exist"):
+        sne.NeuronEditor(toy_adata, hidden=(32,), n_latent=8, edit_layer=3)
+
+
+def test_save_load_roundtrip(toy_adata, tmp_path):
+    model = sne.NeuronEditor(toy_adata, mask_var="hv", **SMALL).train(random_state=0, **FAST)
+    sel, tgt = {"condition": "control"}, {"condition": "treated"}
+    edit = model.learn_edit(sel, tgt)
+    model.save(tmp_path / "m")
+    loaded = sne.NeuronEditor.load(tmp_path / "m", toy_adata, device="cpu")
+    np.testing.assert_array_equal(loaded.apply_edit(sel, edit), model.apply_edit(sel, edit))
+    assert loaded.history.train_loss == pytest.approx(model.history.train_loss)
+    with pytest.raises(FileExistsError):
+        model.save(tmp_path / "m")
+
+
+def test_load_checks_var_names(toy_adata, tmp_path):
+    sne.NeuronEditor(toy_adata, **SMALL).train(random_state=0, **FAST).save(tmp_path / "m")
+    other = toy_adata.copy()
+    other.var_names = [f"x{i}" for i in range(other.n_vars)]
+    with pytest.raises(ValueError, match="var names do not match"):
+        sne.NeuronEditor.load(tmp_path / "m", other)
+    with pytest.raises(FileNotFoundError):
+        sne.NeuronEditor.load(tmp_path / "nothing", toy_adata)
+
+
+def test_untrained_model_says_so(toy_adata):
+    with pytest.raises(RuntimeError, match="train"):
+        sne.NeuronEditor(toy_adata).encode()
+
+
+def test_nan_in_training_data_is_rejected(toy_adata):
+    toy_adata.X[3, 4] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        sne.NeuronEditor(toy_adata, **SMALL).train(**FAST)
