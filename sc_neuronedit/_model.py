@@ -15,14 +15,36 @@ import torch
 from scipy import sparse
 
 from . import _anndata as _ad
+from dataclasses import dataclass
+
 from ._edit import QuantileEdit, fit_quantile_edit
 from .nn import Autoencoder, TrainingHistory, train_autoencoder
 from .nn._training import _take_rows, iter_batches
 
-DECODE_FORMS = ("residual", "plain")
+DECODE_FORMS = ("edited_residual", "residual", "plain")
+#: Cells per side used for the per-feature quantiles of the residual edit.
+RESIDUAL_MAX_CELLS = 10_000
 _CONFIG = "config.json"
 _WEIGHTS = "weights.pt"
 _FORMAT_VERSION = 1
+
+
+@dataclass
+class Edit:
+    """What :meth:`NeuronEditor.learn_edit` learns.
+
+    Attributes
+    ----------
+    neurons
+        The quantile edit of the edited layer's neurons.
+    residual
+        A quantile edit per feature of the reconstruction residual
+        ``x - decode(encode(x))``, from source to target cells (used by
+        ``decode="edited_residual"``), or ``None``.
+    """
+
+    neurons: QuantileEdit
+    residual: QuantileEdit | None = None
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -70,7 +92,13 @@ class NeuronEditor:
     edit_layer
         Hidden layer to edit, counted over encoder, bottleneck and decoder hidden
         layers from 0; ``None`` is the bottleneck.
+    standardize
+        Standardise each feature (centre, divide by its standard deviation on
+        the training cells, floored at :data:`MIN_SCALE`) inside the network,
+        so the loss weighs rare and abundant features alike.
     """
+
+    decode_forms = DECODE_FORMS
 
     def __init__(
         self,
@@ -81,6 +109,7 @@ class NeuronEditor:
         hidden: Sequence[int] = (512, 256),
         n_latent: int = 64,
         edit_layer: int | None = None,
+        standardize: bool = False,
     ):
         self.adata = data if _ad.is_anndata(data) else None
         if self.adata is not None:
@@ -101,6 +130,7 @@ class NeuronEditor:
             "hidden": [int(h) for h in hidden],
             "n_latent": int(n_latent),
             "edit_layer": None if edit_layer is None else int(edit_layer),
+            "standardize": bool(standardize),
         }
         probe = Autoencoder(self.n_features, hidden, n_latent)  # validates widths and layer
         self.edit_layer = probe.bottleneck if edit_layer is None else probe._check_layer(edit_layer)
@@ -189,6 +219,8 @@ class NeuronEditor:
             torch.manual_seed(random_state)
             net = Autoencoder(self.n_features, self.config["hidden"], self.config["n_latent"])
         rows = _Rows(view, idx)
+        if self.config["standardize"]:
+            net.set_standardization(*_standardization(rows))
         self.history = train_autoencoder(
             net, rows, max_epochs=max_epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, validation_fraction=validation_fraction,
@@ -227,7 +259,10 @@ class NeuronEditor:
         z = torch.as_tensor(np.asarray(activations, dtype=np.float32), device=self.device)
         return net.decode(z, self.edit_layer).cpu().numpy()
 
-    def learn_edit(self, source, target, *, n_quantiles: int = 100, groupby=None) -> QuantileEdit:
+    def learn_edit(
+        self, source, target, *, n_quantiles: int = 100, groupby=None, residual: bool = True,
+        random_state: int = 0,
+    ) -> Edit:
         """Learn the per-neuron quantile edit from ``source`` to ``target`` cells.
 
         Parameters
@@ -241,6 +276,10 @@ class NeuronEditor:
             ``.obs`` column (or per-cell labels) of groups such as cell types.
             Each group then weighs the same in the source and in the target
             quantiles, so a change of composition is not learned as the effect.
+        residual
+            Also learn the per-feature edit of the reconstruction residual that
+            ``decode="edited_residual"`` needs (on at most
+            :data:`RESIDUAL_MAX_CELLS` cells per side, drawn with ``random_state``).
         """
         s_view, s_idx = self._cells(source, name="source")
         t_view, t_idx = self._cells(target, name="target")
@@ -249,16 +288,36 @@ class NeuronEditor:
             if self.adata is None or s_view.X is not self._X or t_view.X is not self._X:
                 raise ValueError("groupby= needs source and target given as cells of the AnnData.")
             groups = _ad.resolve_groups(self.adata, groupby)
-            s_w = torch.as_tensor(_ad.group_weights(groups[s_idx]), dtype=torch.float32)
-            t_w = torch.as_tensor(_ad.group_weights(groups[t_idx]), dtype=torch.float32)
-        return fit_quantile_edit(
+            s_w = _ad.group_weights(groups[s_idx])
+            t_w = _ad.group_weights(groups[t_idx])
+        weight = lambda w, rows=slice(None): None if w is None else torch.as_tensor(
+            w[rows], dtype=torch.float32)
+        neurons = fit_quantile_edit(
             self._encode_rows(s_view, s_idx), self._encode_rows(t_view, t_idx),
-            n_quantiles=n_quantiles, source_weights=s_w, target_weights=t_w,
+            n_quantiles=n_quantiles, source_weights=weight(s_w), target_weights=weight(t_w),
         )
+        if not residual:
+            return Edit(neurons)
+        rng = np.random.default_rng(random_state)
+        pick = lambda n: np.sort(rng.choice(n, RESIDUAL_MAX_CELLS, replace=False)) \
+            if n > RESIDUAL_MAX_CELLS else np.arange(n)
+        s_pick, t_pick = pick(len(s_idx)), pick(len(t_idx))
+        return Edit(neurons, fit_quantile_edit(
+            self._residual_rows(s_view, s_idx[s_pick]), self._residual_rows(t_view, t_idx[t_pick]),
+            n_quantiles=n_quantiles, source_weights=weight(s_w, s_pick),
+            target_weights=weight(t_w, t_pick),
+        ))
+
+    @torch.no_grad()
+    def _residual_rows(self, view, idx, batch_size: int = 1024) -> torch.Tensor:
+        net = self._require_trained()
+        return torch.cat([
+            (xb - net(xb)).cpu() for xb in iter_batches(view, idx, batch_size, self.device)
+        ])
 
     @torch.no_grad()
     def apply_edit(
-        self, cells, edit: QuantileEdit, *, decode: str = "residual", batch_size: int = 1024
+        self, cells, edit: Edit, *, decode: str = "edited_residual", batch_size: int = 1024
     ) -> np.ndarray:
         """Edit the cells' activations and decode them.
 
@@ -269,13 +328,26 @@ class NeuronEditor:
         edit
             From :meth:`learn_edit`.
         decode
-            ``"residual"`` (default) returns ``x + decode(edit(z)) - decode(z)``:
-            the decoder's change is added to each cell's own values, so the
-            cell keeps what the autoencoder cannot reconstruct (its noise and
-            fine detail), and reconstruction error cancels. ``"plain"`` returns
-            ``decode(edit(z))`` as in the paper, which is smoother than real
-            cells. The residual form was chosen by an inner leave-one-type-out
-            over training types only (``benchmarks/kang_select_decode.py``).
+            How the edited activations ``z'`` become values, with ``z`` the
+            cell's own activations and ``r = x - decode(z)`` its reconstruction
+            residual (what the autoencoder cannot represent: noise, dropout,
+            fine detail):
+
+            ``"edited_residual"`` (default)
+                ``decode(z') + edit_r(r)``: the residual is edited too, per
+                feature, by the quantile edit learned from the source to the
+                target residuals. It carries a change of noise (e.g. genes that
+                switch on heterogeneously) that no decoder of a smooth latent
+                space can produce.
+            ``"residual"``
+                ``x + decode(z') - decode(z)``: the decoder's change added to
+                the cell's own values; reconstruction error cancels.
+            ``"plain"``
+                ``decode(z')``, as in the paper: smoother than real cells.
+
+            The default was chosen by an inner leave-one-type-out over training
+            cell types only (``benchmarks/kang_select_decode.py``), never by
+            the held-out type's perturbed cells.
 
         Returns
         -------
@@ -284,23 +356,28 @@ class NeuronEditor:
         """
         if decode not in DECODE_FORMS:
             raise ValueError(f"decode must be one of {DECODE_FORMS}, got {decode!r}.")
+        if decode == "edited_residual" and edit.residual is None:
+            raise ValueError("This edit has no residual part; learn it with residual=True or "
+                             "use decode='residual'.")
         net = self._require_trained()
-        if edit.n_neurons != net.layer_width(self.edit_layer):
+        if edit.neurons.n_neurons != net.layer_width(self.edit_layer):
             raise ValueError(
-                f"The edit has {edit.n_neurons} neurons but layer {self.edit_layer} has "
+                f"The edit has {edit.neurons.n_neurons} neurons but layer {self.edit_layer} has "
                 f"{net.layer_width(self.edit_layer)}; was it learned on another model?"
             )
         view, idx = self._cells(cells)
-        edit = edit.to(self.device)
+        neurons = edit.neurons.to(self.device)
         out = []
         for start in range(0, len(idx), batch_size):
             rows = idx[start : start + batch_size]
             full = np.array(_take_rows(view.X, rows), dtype=np.float32)
             x = torch.from_numpy(full if view.cols is None else full[:, view.cols]).to(self.device)
             z = net.encode(x, self.edit_layer)
-            edited = net.decode(edit.apply(z), self.edit_layer)
+            edited = net.decode(neurons.apply(z), self.edit_layer)
             if decode == "residual":
                 edited = x + edited - net.decode(z, self.edit_layer)
+            elif decode == "edited_residual":
+                edited = edited + edit.residual.to(self.device).apply(x - net.decode(z, self.edit_layer))
             edited = edited.cpu().numpy()
             if view.cols is None:
                 out.append(edited)
@@ -310,12 +387,15 @@ class NeuronEditor:
         width = view.X.shape[1]
         return np.vstack(out) if out else np.empty((0, width), dtype=np.float32)
 
-    def edit_statistics(self, cells, edit: QuantileEdit) -> dict[str, np.ndarray]:
-        """Per-neuron shift summary and the share of ``cells`` outside the source range."""
+    def edit_statistics(self, cells, edit: Edit) -> dict[str, np.ndarray]:
+        """Knots, per-neuron shift summary and the share of ``cells`` outside the source range."""
         view, idx = self._cells(cells)
-        stats = {k: v.cpu().numpy() for k, v in edit.summary().items()}
-        stats["outside_fraction"] = edit.outside_fraction(
-            self._encode_rows(view, idx).to(edit.source_knots.device)
+        neurons = edit.neurons
+        stats = {k: v.cpu().numpy() for k, v in neurons.summary().items()}
+        stats["source_knots"] = neurons.source_knots.cpu().numpy()
+        stats["target_knots"] = neurons.target_knots.cpu().numpy()
+        stats["outside_fraction"] = neurons.outside_fraction(
+            self._encode_rows(view, idx).to(neurons.source_knots.device)
         ).cpu().numpy()
         return stats
 
@@ -370,7 +450,7 @@ class NeuronEditor:
         model = cls(
             data, layer=layer if layer is not None else (config["layer"] if _ad.is_anndata(data) else None),
             mask_var=mask_var, hidden=config["hidden"], n_latent=config["n_latent"],
-            edit_layer=config["edit_layer"],
+            edit_layer=config["edit_layer"], standardize=config.get("standardize", False),
         )
         if model.n_features != config["n_features"]:
             raise ValueError(
@@ -383,6 +463,24 @@ class NeuronEditor:
         model.train_params = config["train_params"]
         model.history = TrainingHistory.from_dict(config["history"])
         return model
+
+
+MIN_SCALE = 0.1
+
+
+def _standardization(rows, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and floored standard deviation, streamed over row chunks."""
+    n = rows.shape[0]
+    total = np.zeros(rows.shape[1])
+    total_sq = np.zeros(rows.shape[1])
+    for start in range(0, n, chunk):
+        block = np.asarray(_take_rows(rows, np.arange(start, min(start + chunk, n))), dtype=np.float64)
+        total += block.sum(axis=0)
+        total_sq += (block**2).sum(axis=0)
+    mean = total / n
+    std = np.sqrt(np.maximum(total_sq / n - mean**2, 0.0))
+    return (torch.as_tensor(mean, dtype=torch.float32),
+            torch.as_tensor(np.maximum(std, MIN_SCALE), dtype=torch.float32))
 
 
 class _Rows:

@@ -29,7 +29,7 @@ def test_neuron_edit_writes_layer_obs_uns(toy_adata, tmp_path):
     toy_adata.write_h5ad(tmp_path / "a.h5ad")
     back = ad.read_h5ad(tmp_path / "a.h5ad").uns["neuron_edit"]
     np.testing.assert_allclose(back["edit"]["outside_fraction"], uns["edit"]["outside_fraction"])
-    assert back["params"]["decode"] == "residual"
+    assert back["params"]["decode"] == "edited_residual"
     assert back["params"]["train"]["max_epochs"] == 3
 
 

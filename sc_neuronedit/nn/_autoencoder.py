@@ -37,6 +37,14 @@ class Autoencoder(nn.Module):
         widths = [self.n_input, *hidden, self.n_latent, *reversed(hidden), self.n_input]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.act = nn.LeakyReLU(LEAK)
+        # Per-feature standardisation, part of the network so it is saved with it.
+        self.register_buffer("center", torch.zeros(self.n_input))
+        self.register_buffer("scale", torch.ones(self.n_input))
+
+    def set_standardization(self, center: torch.Tensor, scale: torch.Tensor) -> None:
+        """Inputs are standardised as ``(x - center) / scale`` and outputs mapped back."""
+        self.center.copy_(center)
+        self.scale.copy_(scale)
 
     @property
     def bottleneck(self) -> int:
@@ -61,7 +69,7 @@ class Autoencoder(nn.Module):
     def encode(self, x: torch.Tensor, layer: int | None = None) -> torch.Tensor:
         """Activations of hidden ``layer`` (default: the bottleneck)."""
         layer = self.bottleneck if layer is None else self._check_layer(layer)
-        h = x
+        h = (x - self.center) / self.scale
         for lin in self.layers[: layer + 1]:
             h = self.act(lin(h))
         return h
@@ -72,7 +80,7 @@ class Autoencoder(nn.Module):
         rest = self.layers[layer + 1 :]
         for lin in rest[:-1]:
             h = self.act(lin(h))
-        return rest[-1](h)
+        return rest[-1](h) * self.scale + self.center
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))

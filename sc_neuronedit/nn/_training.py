@@ -127,7 +127,7 @@ def train_autoencoder(
         total = 0.0
         for xb in iter_batches(X, order, batch_size, device):
             opt.zero_grad(set_to_none=True)
-            loss = torch.mean((model(xb) - xb) ** 2)
+            loss = torch.mean(((model(xb) - xb) / model.scale) ** 2)
             loss.backward()
             opt.step()
             total += loss.item() * xb.shape[0]
@@ -161,5 +161,5 @@ def _mean_loss(model, X, idx, batch_size, device) -> float:
     model.eval()
     total = 0.0
     for xb in iter_batches(X, idx, batch_size * 4, device):
-        total += torch.sum((model(xb) - xb) ** 2).item() / xb.shape[1]
+        total += torch.sum(((model(xb) - xb) / model.scale) ** 2).item() / xb.shape[1]
     return total / len(idx)

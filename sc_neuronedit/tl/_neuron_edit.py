@@ -28,7 +28,7 @@ def neuron_edit(
     train_on=None,
     key_added: str = "neuron_edit",
     inplace: bool = True,
-    decode: str = "residual",
+    decode: str = "edited_residual",
     n_quantiles: int = 100,
     max_epochs: int | None = None,
     model: NeuronEditor | None = None,
@@ -73,8 +73,8 @@ def neuron_edit(
         Write into ``adata`` (default) or return a new AnnData of the edited
         cells with the predictions in ``.X``.
     decode
-        ``"residual"`` (default): ``x + decode(edit(z)) - decode(z)``;
-        ``"plain"``: ``decode(edit(z))``. See :meth:`NeuronEditor.apply_edit`.
+        ``"edited_residual"`` (default), ``"residual"`` or ``"plain"``; see
+        :meth:`NeuronEditor.apply_edit`.
     n_quantiles
         Knots of the per-neuron edit.
     max_epochs
@@ -151,7 +151,8 @@ def edit_cells(
     elif model.adata is not adata:
         raise ValueError("model was built on another AnnData; load it onto this one with "
                          "NeuronEditor.load(path, adata).")
-    edit = model.learn_edit(source_mask, target_mask, n_quantiles=n_quantiles, groupby=groupby)
+    edit = model.learn_edit(source_mask, target_mask, n_quantiles=n_quantiles, groupby=groupby,
+                            residual=decode == "edited_residual", random_state=random_state)
     values = model.apply_edit(apply_mask, edit, decode=decode)
     stats = model.edit_statistics(apply_mask, edit)
     outside = float(stats["outside_fraction"].mean())

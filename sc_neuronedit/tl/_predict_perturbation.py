@@ -21,7 +21,7 @@ def predict_perturbation(
     balance: bool = True,
     key_added: str = "predicted_perturbation",
     inplace: bool = True,
-    decode: str = "residual",
+    decode: str = "edited_residual",
     n_quantiles: int = 100,
     max_epochs: int | None = None,
     model: NeuronEditor | None = None,
