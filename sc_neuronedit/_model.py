@@ -95,7 +95,10 @@ class NeuronEditor:
     standardize
         Standardise each feature (centre, divide by its standard deviation on
         the training cells, floored at :data:`MIN_SCALE`) inside the network,
-        so the loss weighs rare and abundant features alike.
+        so the loss weighs rare and abundant features alike (default). On
+        log-normalised counts the unscaled loss is dominated by abundant
+        genes, and genes that switch on under a perturbation, rare in control
+        cells, are reconstructed poorly.
     """
 
     decode_forms = DECODE_FORMS
@@ -109,7 +112,7 @@ class NeuronEditor:
         hidden: Sequence[int] = (512, 256),
         n_latent: int = 64,
         edit_layer: int | None = None,
-        standardize: bool = False,
+        standardize: bool = True,
     ):
         self.adata = data if _ad.is_anndata(data) else None
         if self.adata is not None:
@@ -176,12 +179,12 @@ class NeuronEditor:
     def train(
         self,
         *,
-        max_epochs: int = 100,
+        max_epochs: int = 30,
         batch_size: int = 128,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         validation_fraction: float = 0.1,
-        patience: int | None = 20,
+        patience: int | None = 10,
         cells=None,
         device: str | torch.device = "auto",
         random_state: int = 0,
@@ -193,7 +196,10 @@ class NeuronEditor:
         ----------
         max_epochs
             Passes over the training cells; the learning rate anneals (cosine)
-            over exactly this many, so it is also the schedule's length.
+            over exactly this many, so it is also the schedule's length. With
+            standardised input the validation loss bottoms out after 10-20
+            epochs on ~2,000 cells, so 30 with early stopping is enough there;
+            larger data sets learn more per epoch.
         batch_size, lr, weight_decay
             Minibatch size, Adam's initial learning rate and weight decay.
         validation_fraction, patience

@@ -69,7 +69,22 @@ def mean_scatter(adata, key: str = "predicted_perturbation", *, observed=None,
 
 def distributions(adata, genes: Sequence[str], key: str = "predicted_perturbation", *,
                   observed=None, layer: str | None = None):
-    """Violin plots of control, predicted and observed values per gene or marker."""
+    """Violin plots of control, predicted and observed values per gene or marker.
+
+    Parameters
+    ----------
+    adata
+        AnnData holding the result of a ``tl`` function.
+    genes
+        Var names to show, one panel each.
+    key
+        The ``key_added`` of the run.
+    observed
+        Selection of the real perturbed cells; by default the perturbed cells
+        of ``predict_for``.
+    layer
+        Layer of the control and observed values; default ``X``.
+    """
     import matplotlib.pyplot as plt
 
     edited, obs_mask = _groups(adata, key, observed)
