@@ -65,29 +65,6 @@ def predictions(adata, model, T, seed):
     return out
 
 
-def inner_choice(adata, model, T, degs_of):
-    """The decode form an inner leave-one-type-out over the training types picks.
-
-    For each training type U, the edit is learned without T and U and applied
-    to control U; forms are ranked per U on DEG r², variance r², R² of the
-    change and energy distance; the best mean rank wins. T's stimulated cells
-    are never looked at.
-    """
-    ct, cond = adata.obs[GROUP].to_numpy(), adata.obs[COND].to_numpy()
-    ranks = {form: [] for form in sne.NeuronEditor.decode_forms}
-    for U in [u for u in np.unique(ct) if u != T]:
-        learn = (ct != T) & (ct != U)
-        edit = model.learn_edit(learn & (cond == CTRL), learn & (cond == STIM), groupby=GROUP)
-        ctrl_U = (ct == U) & (cond == CTRL)
-        preds = {f: model.apply_edit(ctrl_U, edit, decode=f) for f in ranks}
-        table = pd.DataFrame(score(adata, U, preds, degs_of(U))).set_index("method")
-        for col, ascending in (("r2_deg", False), ("r2_var_deg", False), ("R2_change", False),
-                               ("energy", True)):
-            for f, r in table[col].rank(ascending=ascending).items():
-                ranks[f].append(r)
-    return min(ranks, key=lambda f: np.mean(ranks[f]))
-
-
 def score(adata, T, preds, degs):
     ct, cond = adata.obs[GROUP].to_numpy(), adata.obs[COND].to_numpy()
     real = adata.X[(ct == T) & (cond == STIM)].toarray()
@@ -162,18 +139,10 @@ def main():
     )
     adata = sne.datasets.kang()
     types = args.types or list(adata.obs[GROUP].cat.categories)
-    rows, times, votes = [], [], []
-    deg_cache = {}
-
-    def degs_of(T):
-        if T not in deg_cache:
-            t_mask = (adata.obs[GROUP] == T).to_numpy()
-            deg_cache[T] = metrics.top_degs(adata[t_mask], COND, STIM, CTRL, n_genes=100)
-        return deg_cache[T]
-
+    rows, times = [], []
     for T in types:
         t_mask = (adata.obs[GROUP] == T).to_numpy()
-        degs = degs_of(T)
+        degs = metrics.top_degs(adata[t_mask], COND, STIM, CTRL, n_genes=100)
         for seed in args.seeds:
             train = ~(t_mask & (adata.obs[COND] == STIM).to_numpy())
             start = time.perf_counter()
@@ -181,16 +150,11 @@ def main():
             times.append(time.perf_counter() - start)
             for r in score(adata, T, predictions(adata, model, T, seed), degs):
                 rows.append({**r, "seed": seed})
-            votes.append(inner_choice(adata, model, T, degs_of))
             d = pd.DataFrame(rows)
             cur = d[(d.cell_type == T) & (d.seed == seed) & (d.method == DEFAULT)].iloc[0]
             print(f"{T:12s} seed {seed}: train {times[-1]:5.1f}s ({len(model.history.train_loss)} ep)  "
-                  + "  ".join(f"{c} {cur[c]:.3f}" for c in METRICS)
-                  + f"  inner-LOO picks {votes[-1]}", flush=True)
+                  + "  ".join(f"{c} {cur[c]:.3f}" for c in METRICS), flush=True)
     text = report(pd.DataFrame(rows), times, args)
-    counts = pd.Series(votes).value_counts()
-    text += ("\nInner leave-one-type-out decode choice (training types only), per cell type and "
-             "seed: " + ", ".join(f"{k} {v}/{len(votes)}" for k, v in counts.items()) + "\n")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     print(text)

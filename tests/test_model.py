@@ -124,3 +124,19 @@ def test_nan_in_training_data_is_rejected(toy_adata):
     toy_adata.X[3, 4] = np.nan
     with pytest.raises(ValueError, match="NaN or inf"):
         sne.NeuronEditor(toy_adata, **SMALL).train(**FAST)
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+def test_backed_input_matches_in_memory(toy_adata, tmp_path, fmt):
+    import anndata as ad
+
+    if fmt == "csr":
+        toy_adata.X = sparse.csr_matrix(np.maximum(toy_adata.X, 0))
+    toy_adata.write_h5ad(tmp_path / "toy.h5ad")
+    backed = ad.read_h5ad(tmp_path / "toy.h5ad", backed="r")
+    sel, tgt = {"condition": "control"}, {"condition": "treated"}
+    m_mem = sne.NeuronEditor(toy_adata, **SMALL).train(random_state=0, **FAST)
+    m_bak = sne.NeuronEditor(backed, **SMALL).train(random_state=0, **FAST)
+    edit = m_mem.learn_edit(sel, tgt)
+    np.testing.assert_allclose(m_bak.apply_edit(sel, edit), m_mem.apply_edit(sel, edit), atol=1e-5)
+    backed.file.close()

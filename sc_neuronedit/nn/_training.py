@@ -13,7 +13,8 @@ from ._autoencoder import Autoencoder
 
 @dataclass
 class TrainingHistory:
-    """Per-epoch losses of one training run (mean squared error per entry)."""
+    """Per-epoch losses of one training run: mean squared error per entry, in
+    standardised units when the network standardises its input."""
 
     train_loss: list[float] = field(default_factory=list)
     validation_loss: list[float] = field(default_factory=list)
@@ -76,17 +77,19 @@ def train_autoencoder(
     model: Autoencoder,
     X,
     *,
-    max_epochs: int = 30,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-    validation_fraction: float = 0.1,
-    patience: int | None = 10,
-    device: torch.device | str = "cpu",
-    random_state: int = 0,
-    progress: bool = True,
+    max_epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    validation_fraction: float,
+    patience: int | None,
+    device: torch.device | str,
+    random_state: int,
+    progress: bool,
 ) -> TrainingHistory:
     """Train ``model`` to reconstruct the rows of ``X`` (MSE, Adam).
+
+    Defaults live in one place, :meth:`sc_neuronedit.NeuronEditor.train`.
 
     The learning rate follows a cosine schedule from ``lr`` down to
     ``lr / 100`` over ``max_epochs``: the late, small steps settle the

@@ -22,7 +22,7 @@ def loss(adata, key: str = "predicted_perturbation", *, ax=None):
     if len(history["validation_loss"]):
         ax.plot(history["validation_loss"], label="validation")
         ax.axvline(history["best_epoch"], color="grey", ls=":", lw=1, label="kept epoch")
-    ax.set(xlabel="epoch", ylabel="MSE per entry", yscale="log", title="Autoencoder training")
+    ax.set(xlabel="epoch", ylabel="MSE per entry (standardised)", yscale="log", title="Autoencoder training")
     ax.legend(frameon=False)
     fig.tight_layout()
     return fig

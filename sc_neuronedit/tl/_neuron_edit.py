@@ -114,7 +114,7 @@ def neuron_edit(
     train_mask = None if train_on is None else _ad.resolve_selection(adata, train_on, name="train_on")
     if groupby is not None:
         _ad.resolve_groups(adata, groupby)
-    rows, values, uns = edit_cells(
+    rows, values, uns, start = edit_cells(
         adata, masks["source"], masks["target"], masks["apply_to"],
         train_mask=train_mask, layer=layer, mask_var=mask_var, groupby=groupby, decode=decode,
         n_quantiles=n_quantiles, max_epochs=max_epochs, model=model,
@@ -126,7 +126,7 @@ def neuron_edit(
     )
     return write_result(
         adata, key_added=key_added, X_in=_ad.get_matrix(adata, layer), rows=rows, values=values,
-        uns=uns, inplace=inplace,
+        uns=uns, inplace=inplace, start=start,
     )
 
 
@@ -137,8 +137,15 @@ def edit_cells(
 ):
     """Train (unless ``model`` is given), learn the edit, apply it; write nothing.
 
-    Returns the edited rows, their predicted values and the ``.uns`` record.
+    Returns the edited rows, their predicted values, the ``.uns`` record and
+    the logging start time.
     """
+    from scanpy import logging as logg
+
+    start = logg.info(
+        f"neuron editing: {int(source_mask.sum())} source -> {int(target_mask.sum())} target cells, "
+        f"applied to {int(apply_mask.sum())}"
+    )
     if model is None:
         model = NeuronEditor(adata, layer=layer, mask_var=mask_var, **(model_kwargs or {}))
         if train_mask is None:
@@ -170,4 +177,4 @@ def edit_cells(
         "n_target": int(target_mask.sum()),
         "n_edited": int(apply_mask.sum()),
     }
-    return np.flatnonzero(apply_mask), values, uns
+    return np.flatnonzero(apply_mask), values, uns, start

@@ -104,7 +104,7 @@ def predict_perturbation(
             "so there is nothing to learn the perturbation from."
         )
     learn = other & np.isin(groups, both)
-    rows, values, uns = edit_cells(
+    rows, values, uns, start = edit_cells(
         adata, learn & control_mask, learn & perturbed_mask, apply_mask,
         train_mask=~(held_out & perturbed_mask), layer=layer, mask_var=mask_var,
         groupby=groupby if balance else None, decode=decode, n_quantiles=n_quantiles,
@@ -118,5 +118,5 @@ def predict_perturbation(
     uns["training_groups"] = list(both.astype(str))
     return write_result(
         adata, key_added=key_added, X_in=_ad.get_matrix(adata, layer), rows=rows, values=values,
-        uns=uns, inplace=inplace, obs_update={condition_key: f"{perturbed} (predicted)"},
+        uns=uns, inplace=inplace, obs_update={condition_key: f"{perturbed} (predicted)"}, start=start,
     )

@@ -68,7 +68,7 @@ def merged_layer(X, rows: np.ndarray, values: np.ndarray):
 
 
 def write_result(adata, *, key_added: str, X_in, rows: np.ndarray, values: np.ndarray,
-                 uns: dict, inplace: bool, obs_update: dict | None = None):
+                 uns: dict, inplace: bool, obs_update: dict | None = None, start=None):
     """Store predictions in ``adata`` or return them as a new AnnData.
 
     inplace: ``layers[key_added]`` (other rows keep ``X_in``),
@@ -76,6 +76,7 @@ def write_result(adata, *, key_added: str, X_in, rows: np.ndarray, values: np.nd
     AnnData of the edited cells with the predictions in ``.X``.
     """
     from anndata import AnnData
+    from scanpy import logging as logg
 
     uns = to_uns(uns)
     if inplace:
@@ -84,6 +85,10 @@ def write_result(adata, *, key_added: str, X_in, rows: np.ndarray, values: np.nd
         edited[rows] = True
         adata.obs[f"{key_added}_edited"] = edited
         adata.uns[key_added] = uns
+        logg.info("    finished", time=start, deep=(
+            f"added\n    .layers[{key_added!r}], predicted values\n"
+            f"    .obs['{key_added}_edited'], the edited cells\n"
+            f"    .uns[{key_added!r}], parameters, history and edit statistics"))
         return None
     obs = adata.obs.iloc[rows].copy()
     for col, value in (obs_update or {}).items():
@@ -91,4 +96,5 @@ def write_result(adata, *, key_added: str, X_in, rows: np.ndarray, values: np.nd
         obs[col] = obs[col].astype("category")
     out = AnnData(X=values, obs=obs, var=adata.var.copy())
     out.uns[key_added] = uns
+    logg.info("    finished", time=start, deep=f"returned {out.n_obs} predicted cells")
     return out
