@@ -6,14 +6,11 @@ the model and the edit math can stay array-only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
-
-Selection = "np.ndarray | pd.Series | Mapping[str, object] | Sequence[int]"
-
 
 def is_anndata(obj) -> bool:
     from anndata import AnnData

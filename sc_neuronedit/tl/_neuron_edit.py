@@ -106,7 +106,7 @@ def neuron_edit(
 
     With ``inplace=False``, an AnnData of the edited cells, predictions in ``.X``.
     """
-    check_key_added(adata, key_added, layer=layer, inplace=inplace)
+    check_key_added(key_added, layer)
     masks = {
         name: _ad.resolve_selection(adata, sel, name=name)
         for name, sel in (("source", source), ("target", target), ("apply_to", apply_to))

@@ -84,7 +84,7 @@ def predict_perturbation(
     ...     groupby="cell_type", predict_for="CD14+Mono", random_state=0)
     >>> adata.layers["predicted_perturbation"]
     """
-    check_key_added(adata, key_added, layer=layer, inplace=inplace)
+    check_key_added(key_added, layer)
     control_mask = _ad.resolve_selection(adata, {condition_key: control}, name="control")
     perturbed_mask = _ad.resolve_selection(adata, {condition_key: perturbed}, name="perturbed")
     if control == perturbed:

@@ -12,7 +12,7 @@ from scipy import sparse
 OUTSIDE_WARN = 0.1
 
 
-def check_key_added(adata, key_added: str, *, layer: str | None, inplace: bool) -> None:
+def check_key_added(key_added: str, layer: str | None) -> None:
     if not isinstance(key_added, str) or not key_added:
         raise ValueError("key_added must be a non-empty string.")
     if layer is not None and key_added == layer:
