@@ -103,8 +103,12 @@ def train_autoencoder(
     dataset; only the minibatch is densified.
     """
     import time
+    import warnings
 
-    from tqdm.auto import tqdm
+    with warnings.catch_warnings():
+        # without ipywidgets, tqdm.auto warns in notebooks and falls back to text: fine
+        warnings.simplefilter("ignore")
+        from tqdm.auto import tqdm
 
     device = torch.device(device)
     n = X.shape[0]

@@ -91,6 +91,8 @@ def write_result(adata, *, key_added: str, X_in, rows: np.ndarray, values: np.nd
             f"    .uns[{key_added!r}], parameters, history and edit statistics"))
         return None
     obs = adata.obs.iloc[rows].copy()
+    # Predicted cells must not share names with the observed cells they came from.
+    obs.index = obs.index.astype(str) + "-predicted"
     for col, value in (obs_update or {}).items():
         obs[col] = value
         obs[col] = obs[col].astype("category")
