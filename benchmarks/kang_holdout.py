@@ -31,11 +31,6 @@ TARGETS = {"r2_all": 0.94, "r2_deg": 0.93, "r2_var_deg": 0.5, "energy": 0.8}
 DEFAULT = "neuron edit (default)"
 
 
-def balanced_mean(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Mean over groups of the per-group means (each group weighs the same)."""
-    return np.mean([values[groups == g].mean(axis=0) for g in np.unique(groups)], axis=0)
-
-
 def predictions(adata, model, T, seed):
     ct, cond = adata.obs[GROUP].to_numpy(), adata.obs[COND].to_numpy()
     ctrl_T = (ct == T) & (cond == CTRL)
@@ -43,11 +38,10 @@ def predictions(adata, model, T, seed):
     x_ctrl = adata.X[ctrl_T].toarray()
     out = {"no change": x_ctrl}
 
-    dense = lambda m: adata.X[m].toarray()
-    shift = balanced_mean(dense(tgt), ct[tgt]) - balanced_mean(dense(src), ct[src])
-    out["gene-space mean shift"] = x_ctrl + shift
-
-    z_shift = balanced_mean(model.encode(tgt), ct[tgt]) - balanced_mean(model.encode(src), ct[src])
+    out["gene-space mean shift"] = metrics.mean_shift_prediction(
+        x_ctrl, adata.X[src], adata.X[tgt], source_groups=ct[src], target_groups=ct[tgt])
+    z_shift = (metrics.group_balanced_mean(model.encode(tgt), ct[tgt])
+               - metrics.group_balanced_mean(model.encode(src), ct[src]))
     out["latent mean arithmetic"] = model.decode(model.encode(ctrl_T) + z_shift)
 
     pred = sne.tl.predict_perturbation(

@@ -26,11 +26,11 @@ def _demo(args) -> int:
     others_c, others_s = (ct != T) & (cond == "control"), (ct != T) & (cond == "stimulated")
     X = adata.X
     pred = adata.layers["predicted_perturbation"][ctrl]
-    shift = np.asarray(X[others_s].mean(0) - X[others_c].mean(0)).ravel()
     degs = adata.var_names.get_indexer(
         metrics.top_degs(adata[ct == T], "condition", "stimulated", "control"))
-    rows = {"no change": X[ctrl], "gene-space mean shift": X[ctrl].toarray() + shift,
-            "neuron editing": pred}
+    mean_shift = metrics.mean_shift_prediction(
+        X[ctrl], X[others_c], X[others_s], source_groups=ct[others_c], target_groups=ct[others_s])
+    rows = {"no change": X[ctrl], "gene-space mean shift": mean_shift, "neuron editing": pred}
     print(f"\ntrained {len(res['history']['train_loss'])} epochs in {res['history']['seconds']:.1f} s; "
           f"{res['outside_fraction']:.1%} of edited activations outside the source range\n")
     print(f"{'method':24s} {'r2 all':>7s} {'r2 DEG':>7s} {'r2 var':>7s} {'energy':>7s}")

@@ -57,3 +57,14 @@ def test_top_degs_on_kang(kang):
     assert len(degs) == 100
     assert {"ISG15", "IFI6"} <= set(degs[:20])
     assert "condition" in kang.obs and "rank_genes_groups" not in kang.uns  # input untouched
+
+
+def test_mean_shift_baseline_balances_groups():
+    src = np.array([[0.0], [0.0], [0.0], [10.0]])
+    tgt = np.array([[1.0], [11.0], [11.0], [11.0]])
+    ctrl = np.array([[5.0]])
+    # per group the change is +1; unbalanced means learn +6, mostly the change of composition
+    out = metrics.mean_shift_prediction(ctrl, src, tgt, source_groups=["a", "a", "a", "b"],
+                                        target_groups=["a", "b", "b", "b"])
+    np.testing.assert_allclose(out, [[6.0]])
+    np.testing.assert_allclose(metrics.mean_shift_prediction(ctrl, src, tgt), [[11.0]])
