@@ -218,13 +218,12 @@ class NeuronEditor:
             Show a progress bar.
         """
         view, idx = self._cells(cells, name="cells")
-        _ad.check_finite(view[idx] if len(idx) < view.shape[0] else view.X,
-                         what="The training matrix")
+        rows = _Rows(view, idx)
+        _ad.check_finite(rows, what="The training matrix")
         self.device = resolve_device(device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(random_state)
             net = Autoencoder(self.n_features, self.config["hidden"], self.config["n_latent"])
-        rows = _Rows(view, idx)
         if self.config["standardize"]:
             net.set_standardization(*_standardization(rows))
         self.history = train_autoencoder(
@@ -296,8 +295,9 @@ class NeuronEditor:
             groups = _ad.resolve_groups(self.adata, groupby)
             s_w = _ad.group_weights(groups[s_idx])
             t_w = _ad.group_weights(groups[t_idx])
-        weight = lambda w, rows=slice(None): None if w is None else torch.as_tensor(
-            w[rows], dtype=torch.float32)
+        def weight(w, rows=slice(None)):
+            return None if w is None else torch.as_tensor(w[rows], dtype=torch.float32)
+
         neurons = fit_quantile_edit(
             self._encode_rows(s_view, s_idx), self._encode_rows(t_view, t_idx),
             n_quantiles=n_quantiles, source_weights=weight(s_w), target_weights=weight(t_w),
@@ -305,8 +305,11 @@ class NeuronEditor:
         if not residual:
             return Edit(neurons)
         rng = np.random.default_rng(random_state)
-        pick = lambda n: np.sort(rng.choice(n, RESIDUAL_MAX_CELLS, replace=False)) \
-            if n > RESIDUAL_MAX_CELLS else np.arange(n)
+        def pick(n):
+            if n <= RESIDUAL_MAX_CELLS:
+                return np.arange(n)
+            return np.sort(rng.choice(n, RESIDUAL_MAX_CELLS, replace=False))
+
         s_pick, t_pick = pick(len(s_idx)), pick(len(t_idx))
         return Edit(neurons, fit_quantile_edit(
             self._residual_rows(s_view, s_idx[s_pick]), self._residual_rows(t_view, t_idx[t_pick]),
@@ -373,6 +376,7 @@ class NeuronEditor:
             )
         view, idx = self._cells(cells)
         neurons = edit.neurons.to(self.device)
+        residual = None if edit.residual is None else edit.residual.to(self.device)
         out = []
         for start in range(0, len(idx), batch_size):
             rows = idx[start : start + batch_size]
@@ -383,7 +387,7 @@ class NeuronEditor:
             if decode == "residual":
                 edited = x + edited - net.decode(z, self.edit_layer)
             elif decode == "edited_residual":
-                edited = edited + edit.residual.to(self.device).apply(x - net.decode(z, self.edit_layer))
+                edited = edited + residual.apply(x - net.decode(z, self.edit_layer))
             edited = edited.cpu().numpy()
             if view.cols is None:
                 out.append(edited)
