@@ -8,6 +8,8 @@ and scGen-style latent mean arithmetic on the same autoencoder.
 
     python benchmarks/kang_holdout.py            # 7 types x 3 seeds
     python benchmarks/kang_holdout.py --types B --seeds 0
+    python benchmarks/kang_holdout.py --seeds 0 --set standardize=False \
+        --out benchmarks/results/kang_holdout_unscaled.md    # an ablation
 
 Prints a table and writes benchmarks/results/kang_holdout.md.
 """
@@ -15,6 +17,7 @@ Prints a table and writes benchmarks/results/kang_holdout.md.
 from __future__ import annotations
 
 import argparse
+import ast
 import time
 from pathlib import Path
 
@@ -126,10 +129,18 @@ def main():
     p.add_argument("--types", nargs="*", default=None)
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "kang_holdout.md"))
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override a NeuronEditor or train() setting, e.g. standardize=False "
+                        "max_epochs=60 (ablations; the default table uses none)")
     args = p.parse_args()
+    init_keys = {"hidden", "n_latent", "edit_layer", "standardize"}
+    overrides = {k: ast.literal_eval(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    init_kw = {k: v for k, v in overrides.items() if k in init_keys}
+    train_kw = {k: v for k, v in overrides.items() if k not in init_keys}
     args.cli = " ".join(
         ([f"--types {' '.join(args.types)}"] if args.types else [])
         + ([f"--seeds {' '.join(map(str, args.seeds))}"] if args.seeds != [0, 1, 2] else [])
+        + ([f"--set {' '.join(args.set)}"] if args.set else [])
     )
     adata = sne.datasets.kang()
     types = args.types or list(adata.obs[GROUP].cat.categories)
@@ -140,7 +151,8 @@ def main():
         for seed in args.seeds:
             train = ~(t_mask & (adata.obs[COND] == STIM).to_numpy())
             start = time.perf_counter()
-            model = sne.NeuronEditor(adata).train(cells=train, random_state=seed, progress=False)
+            model = sne.NeuronEditor(adata, **init_kw).train(
+                cells=train, random_state=seed, progress=False, **train_kw)
             times.append(time.perf_counter() - start)
             for r in score(adata, T, predictions(adata, model, T, seed), degs):
                 rows.append({**r, "seed": seed})
