@@ -5,10 +5,10 @@ target population, apply them to another population and decode
 (Amodio et al., "Beyond GANs: Transforming without a Target Distribution").
 """
 
-from . import datasets, metrics, pl, tl
+from . import datasets, metrics, pl, pp, tl
 from ._edit import QuantileEdit, fit_quantile_edit
 from ._model import Edit, NeuronEditor
 
 __version__ = "0.1.0"
 
-__all__ = ["Edit", "NeuronEditor", "QuantileEdit", "datasets", "fit_quantile_edit", "metrics", "pl", "tl"]
+__all__ = ["Edit", "NeuronEditor", "QuantileEdit", "datasets", "fit_quantile_edit", "metrics", "pl", "pp", "tl"]

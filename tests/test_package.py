@@ -7,7 +7,8 @@ import pytest
 import sc_neuronedit as sne
 from sc_neuronedit.cli import main
 
-PUBLIC = [sne.tl.neuron_edit, sne.tl.predict_perturbation, sne.pl.loss, sne.pl.edit_curves,
+PUBLIC = [sne.tl.neuron_edit, sne.tl.predict_perturbation, sne.tl.batch_correct, sne.pp.arcsinh,
+          sne.pl.loss, sne.pl.edit_curves,
           sne.pl.mean_scatter, sne.pl.distributions]
 
 
@@ -22,7 +23,7 @@ def test_adata_first_at_most_three_positional(func):
 
 def test_each_tool_has_its_own_key_added():
     keys = [inspect.signature(f).parameters["key_added"].default
-            for f in (sne.tl.neuron_edit, sne.tl.predict_perturbation)]
+            for f in (sne.tl.neuron_edit, sne.tl.predict_perturbation, sne.tl.batch_correct)]
     assert len(set(keys)) == len(keys)
 
 

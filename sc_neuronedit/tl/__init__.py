@@ -1,6 +1,7 @@
 """Tools: neuron editing on AnnData, one public function per module."""
 
+from ._batch_correct import batch_correct
 from ._neuron_edit import neuron_edit
 from ._predict_perturbation import predict_perturbation
 
-__all__ = ["neuron_edit", "predict_perturbation"]
+__all__ = ["batch_correct", "neuron_edit", "predict_perturbation"]

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+
+from .. import _anndata as _ad
+
+
+def arcsinh(adata, cofactor: float = 5.0, *, layer: str | None = None,
+            key_added: str | None = "arcsinh", copy: bool = False):
+    """Variance-stabilise cytometry intensities: ``arcsinh(x / cofactor)``.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix of raw intensities.
+    cofactor
+        5 for mass cytometry (CyTOF), typically 150 for fluorescence flow.
+    layer
+        Input layer; default ``adata.X``.
+    key_added
+        Layer to write; ``None`` overwrites the input (``X`` or ``layer``) in place.
+    copy
+        Work on and return a copy.
+
+    Returns
+    -------
+    ``adata.layers[key_added]`` : transformed values (float32). Returns the
+    AnnData if ``copy`` else ``None``.
+    """
+    if not cofactor > 0:
+        raise ValueError(f"cofactor must be positive, got {cofactor}.")
+    if key_added is not None and key_added == layer:
+        raise ValueError("key_added equals the input layer; pass key_added=None to overwrite it.")
+    adata = adata.copy() if copy else adata
+    X = _ad.get_matrix(adata, layer)
+    if sparse.issparse(X):
+        out = X.astype(np.float32, copy=True)
+        out.data = np.arcsinh(out.data / cofactor)  # arcsinh(0) = 0 keeps sparsity
+    else:
+        out = np.arcsinh(np.asarray(X, dtype=np.float32) / cofactor)
+    if key_added is not None:
+        adata.layers[key_added] = out
+    elif layer is None:
+        adata.X = out
+    else:
+        adata.layers[layer] = out
+    return adata if copy else None

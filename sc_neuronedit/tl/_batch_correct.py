@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _anndata as _ad
+from .._model import NeuronEditor
+from ._results import check_key_added, warn_outside, write_result
+
+
+def batch_correct(
+    adata,
+    batch_key: str,
+    *,
+    reference_key: str,
+    reference_value,
+    reference_batch=None,
+    layer: str | None = None,
+    mask_var=None,
+    min_reference_cells: int = 50,
+    key_added: str = "batch_corrected",
+    inplace: bool = True,
+    decode: str = "edited_residual",
+    n_quantiles: int = 100,
+    max_epochs: int | None = None,
+    model_kwargs: dict | None = None,
+    train_kwargs: dict | None = None,
+    device: str = "auto",
+    random_state: int = 0,
+    progress: bool = True,
+):
+    """Remove batch effects learned from a reference sample run in every batch.
+
+    One autoencoder is trained on all cells. For each batch ``b``, the edit
+    from the reference cells of ``b`` to the goal is applied to every cell of
+    ``b``. The goal is the reference cells of ``reference_batch`` (whose cells
+    are then left unchanged), or, with ``reference_batch=None``, the
+    reference cells of all batches pooled with each batch weighing the same:
+    every batch is moved onto the batch-averaged reference distribution.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix, e.g. ``arcsinh``-transformed cytometry (see
+        :func:`sc_neuronedit.pp.arcsinh`).
+    batch_key
+        ``.obs`` column of batches.
+    reference_key, reference_value
+        ``.obs`` column and value(s) marking the reference (spike-in) cells.
+    reference_batch
+        Batch to align to; ``None`` aligns to the pooled reference.
+    layer, mask_var
+        Input layer and the features the autoencoder sees (e.g. marker
+        channels, not Time or barcodes); other features pass through.
+    min_reference_cells
+        Fewer reference cells in a batch is an error, not a silent skip.
+    key_added, inplace, decode, n_quantiles, max_epochs, model_kwargs, train_kwargs, device, random_state, progress
+        As in :func:`neuron_edit`.
+
+    Returns
+    -------
+    With ``inplace=True``, ``None``, and sets ``adata.layers[key_added]``
+    (corrected values; cells of ``reference_batch`` keep their input),
+    ``adata.obs[f"{key_added}_edited"]`` and ``adata.uns[key_added]``
+    (``params``, ``history``, ``batches`` with each batch's edit statistics
+    and ``outside_fraction``). With ``inplace=False``, an AnnData of the
+    corrected cells.
+    """
+    from scanpy import logging as logg
+
+    check_key_added(key_added, layer)
+    batches = _ad.resolve_groups(adata, batch_key)
+    reference = _ad.resolve_selection(adata, {reference_key: reference_value}, name="reference")
+    levels = list(dict.fromkeys(batches.tolist()))
+    if reference_batch is not None and reference_batch not in levels:
+        raise ValueError(f"reference_batch={reference_batch!r} not in adata.obs[{batch_key!r}]; "
+                         f"available: {', '.join(map(str, levels))}.")
+    counts = {b: int((reference & (batches == b)).sum()) for b in levels}
+    few = {b: n for b, n in counts.items() if n < min_reference_cells}
+    if few:
+        raise ValueError(
+            f"Batches with fewer than {min_reference_cells} reference cells "
+            f"({reference_key}={reference_value!r}): {few}. Every batch needs its reference "
+            "sample; drop those batches or lower min_reference_cells."
+        )
+    start = logg.info(f"batch correction of {len(levels)} batches from reference cells")
+    model = NeuronEditor(adata, layer=layer, mask_var=mask_var, **(model_kwargs or {}))
+    kwargs = dict(train_kwargs or {})
+    if max_epochs is not None:
+        kwargs["max_epochs"] = max_epochs
+    model.train(device=device, random_state=random_state, progress=progress, **kwargs)
+
+    if reference_batch is None:
+        goal, goal_groups = reference, batch_key
+    else:
+        goal, goal_groups = reference & (batches == reference_batch), None
+    rows, values, per_batch = [], [], {}
+    for b in levels:
+        if b == reference_batch:
+            continue
+        cells = batches == b
+        edit = model.learn_edit(reference & cells, goal, n_quantiles=n_quantiles,
+                                groupby=goal_groups, residual=decode == "edited_residual",
+                                random_state=random_state)
+        rows.append(np.flatnonzero(cells))
+        values.append(model.apply_edit(cells, edit, decode=decode))
+        stats = model.edit_statistics(cells, edit)
+        per_batch[str(b)] = {
+            "n_cells": int(cells.sum()), "n_reference": counts[b],
+            "outside_fraction": float(stats["outside_fraction"].mean()),
+            "mean_shift": stats["mean_shift"],
+        }
+        warn_outside(per_batch[str(b)]["outside_fraction"], f"batch {b!r}")
+    rows = np.concatenate(rows)
+    order = np.argsort(rows, kind="stable")
+    uns = {
+        "params": {"batch_key": batch_key, "reference_key": reference_key,
+                   "reference_value": str(reference_value), "reference_batch": reference_batch,
+                   "layer": layer, "decode": decode, "n_quantiles": n_quantiles,
+                   "n_features": model.n_features, **model.config,
+                   "edit_layer": model.edit_layer, "train": model.train_params},
+        "history": model.history.to_dict(),
+        "batches": per_batch,
+    }
+    return write_result(adata, key_added=key_added, X_in=_ad.get_matrix(adata, layer),
+                        rows=rows[order], values=np.vstack(values)[order], uns=uns,
+                        inplace=inplace, start=start)
