@@ -1,0 +1,115 @@
+"""Reference-sample batch correction on the Gates CyTOF controls (CytoNorm's data).
+
+Volunteer 1 (``reference``) is run in all 4 batches and is the only source of
+edits; volunteer 2 is scored. Scores on arcsinh(x/5) of the named marker
+channels (no barcodes, DNA, beadDist):
+
+- batch EMD: per marker, the largest EMD between two batches of volunteer 2,
+  averaged over markers (lower is better);
+- MAD change: mean absolute relative change of each marker's MAD per
+  volunteer-2 file (biological spread kept; lower is better);
+- donor gap: mean within-batch EMD between volunteer 1 and 2 (must not shrink).
+
+    python benchmarks/batch_gates.py            # seeds 0 1 2
+
+Prints a table and writes benchmarks/results/batch_gates.md. CytoNorm (R) is
+not run here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+
+import sc_neuronedit as sne
+from sc_neuronedit import metrics
+
+
+def marker_mask(adata) -> np.ndarray:
+    mk = adata.var["marker"].astype(str)
+    return ((mk != "") & ~mk.str.match(r"^BC\d$") & ~mk.isin(["DNA1", "DNA2", "beadDist"])
+            & adata.var_names.str.endswith("Di")).to_numpy()
+
+
+def scores(X, batch, ref, before):
+    v2 = ~ref
+    levels = np.unique(batch)
+    emd = np.mean([
+        max(metrics.emd_per_feature(X[v2 & (batch == p)][:, [j]], X[v2 & (batch == q)][:, [j]])[0]
+            for p, q in itertools.combinations(levels, 2))
+        for j in range(X.shape[1])
+    ])
+    mad = lambda M: np.median(np.abs(M - np.median(M, axis=0)), axis=0)
+    mad_change = np.mean([
+        np.mean(np.abs(mad(X[v2 & (batch == b)]) - mad(before[v2 & (batch == b)]))
+                / np.maximum(mad(before[v2 & (batch == b)]), 1e-3))
+        for b in levels
+    ])
+    gap = np.mean([metrics.emd_per_feature(X[ref & (batch == b)], X[v2 & (batch == b)]).mean()
+                   for b in levels])
+    return dict(batch_emd=emd, mad_change=mad_change, donor_gap=gap)
+
+
+def quantile_reference(X, batch, ref):
+    """Per batch and marker, map the reference's quantiles onto the pooled reference's."""
+    out = X.copy()
+    goal = torch.as_tensor(X[ref])
+    weights = torch.as_tensor(1.0 / pd.Series(batch[ref]).map(pd.Series(batch[ref]).value_counts()).to_numpy())
+    for b in np.unique(batch):
+        src = torch.as_tensor(X[ref & (batch == b)])
+        edit = sne.fit_quantile_edit(src, goal, target_weights=weights)
+        out[batch == b] = edit.apply(torch.as_tensor(X[batch == b])).numpy()
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "batch_gates.md"))
+    args = p.parse_args()
+    import scanpy as sc
+
+    adata = ad.read_h5ad(sne.datasets.data_dir() / "cytonorm_gates.h5ad")
+    sne.pp.arcsinh(adata, 5)
+    markers = marker_mask(adata)
+    adata.var["marker_channel"] = markers
+    batch, ref = adata.obs["batch"].to_numpy().astype(str), adata.obs["reference"].to_numpy()
+    before = adata.layers["arcsinh"][:, markers]
+    rows = [dict(method="uncorrected", seed=0, **scores(before, batch, ref, before))]
+    rows.append(dict(method="quantile map of reference", seed=0,
+                     **scores(quantile_reference(before, batch, ref), batch, ref, before)))
+    cb = ad.AnnData(before.copy(), obs=adata.obs[["batch"]].copy())
+    sc.pp.combat(cb, key="batch")
+    rows.append(dict(method="ComBat (all cells)", seed=0, **scores(np.asarray(cb.X), batch, ref, before)))
+    for seed in args.seeds:
+        sne.tl.batch_correct(adata, "batch", reference_key="reference", reference_value=True,
+                             layer="arcsinh", mask_var="marker_channel", random_state=seed,
+                             progress=False)
+        X = adata.layers["batch_corrected"][:, markers]
+        rows.append(dict(method="neuron editing (default)", seed=seed, **scores(X, batch, ref, before)))
+        print(rows[-1], flush=True)
+    df = pd.DataFrame(rows)
+    cols = ["batch_emd", "mad_change", "donor_gap"]
+    agg = df.groupby("method", sort=False)[cols].agg(["mean", "std"])
+    lines = ["# Gates reference-sample batch correction", "",
+             f"`python benchmarks/batch_gates.py` — {int(markers.sum())} marker channels, volunteer 2 "
+             f"scored, edits learned from volunteer 1 only; neuron editing over seeds {args.seeds}. "
+             "CytoNorm (R) not run.", "",
+             "| method | batch EMD ↓ | MAD change ↓ | donor gap (keep) |", "|---|---|---|---|"]
+    for m, r in agg.iterrows():
+        cell = lambda c: f"{r[(c, 'mean')]:.3f}" + (f" ± {r[(c, 'std')]:.3f}" if r[(c, 'std')] == r[(c, 'std')] else "")
+        lines.append(f"| {m} | " + " | ".join(cell(c) for c in cols) + " |")
+    text = "\n".join(lines) + "\n"
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
