@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _anndata as _ad
-from .._model import NeuronEditor
+from ._neuron_edit import trained_model
 from ._results import check_key_added, warn_outside, write_result
 
 
@@ -83,11 +83,9 @@ def batch_correct(
             "sample; drop those batches or lower min_reference_cells."
         )
     start = logg.info(f"batch correction of {len(levels)} batches from reference cells")
-    model = NeuronEditor(adata, layer=layer, mask_var=mask_var, **(model_kwargs or {}))
-    kwargs = dict(train_kwargs or {})
-    if max_epochs is not None:
-        kwargs["max_epochs"] = max_epochs
-    model.train(device=device, random_state=random_state, progress=progress, **kwargs)
+    model = trained_model(adata, cells=None, layer=layer, mask_var=mask_var, max_epochs=max_epochs,
+                          model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
+                          random_state=random_state, progress=progress)
 
     if reference_batch is None:
         goal, goal_groups = reference, batch_key

@@ -130,6 +130,17 @@ def neuron_edit(
     )
 
 
+def trained_model(adata, *, cells, layer, mask_var, max_epochs, model_kwargs, train_kwargs,
+                  device, random_state, progress) -> NeuronEditor:
+    """A :class:`NeuronEditor` on ``adata`` trained on ``cells`` (``None``: all)."""
+    model = NeuronEditor(adata, layer=layer, mask_var=mask_var, **(model_kwargs or {}))
+    kwargs = dict(train_kwargs or {})
+    if max_epochs is not None:
+        kwargs["max_epochs"] = max_epochs
+    return model.train(cells=cells, device=device, random_state=random_state, progress=progress,
+                       **kwargs)
+
+
 def edit_cells(
     adata, source_mask, target_mask, apply_mask, *, train_mask, layer, mask_var, groupby,
     decode, n_quantiles, max_epochs, model, model_kwargs, train_kwargs, device, random_state,
@@ -147,14 +158,11 @@ def edit_cells(
         f"applied to {int(apply_mask.sum())}"
     )
     if model is None:
-        model = NeuronEditor(adata, layer=layer, mask_var=mask_var, **(model_kwargs or {}))
-        if train_mask is None:
-            train_mask = source_mask | target_mask | apply_mask
-        kwargs = dict(train_kwargs or {})
-        if max_epochs is not None:
-            kwargs["max_epochs"] = max_epochs
-        model.train(cells=train_mask, device=device, random_state=random_state,
-                    progress=progress, **kwargs)
+        model = trained_model(
+            adata, cells=source_mask | target_mask | apply_mask if train_mask is None else train_mask,
+            layer=layer, mask_var=mask_var, max_epochs=max_epochs, model_kwargs=model_kwargs,
+            train_kwargs=train_kwargs, device=device, random_state=random_state, progress=progress,
+        )
     elif model.adata is not adata:
         raise ValueError("model was built on another AnnData; load it onto this one with "
                          "NeuronEditor.load(path, adata).")
