@@ -12,6 +12,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from ._matrix import in_memory
+
+
 def is_anndata(obj) -> bool:
     from anndata import AnnData
 
@@ -128,9 +131,7 @@ def check_finite(X, *, what: str = "the input matrix", chunk: int = 4096) -> Non
     """Raise if ``X`` (dense, sparse or backed) holds NaN or inf, in row chunks."""
     n = X.shape[0]
     for start in range(0, n, chunk):
-        block = X[start : start + chunk]
-        if hasattr(block, "to_memory"):
-            block = block.to_memory()
+        block = in_memory(X[start : start + chunk])
         data = block.data if sparse.issparse(block) else np.asarray(block)
         if not np.isfinite(data).all():
             bad = start + np.where(~np.isfinite(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,10 @@ import torch
 from scipy import sparse
 
 from . import _anndata as _ad
-from dataclasses import dataclass
-
 from ._edit import QuantileEdit, fit_quantile_edit
+from ._matrix import in_memory, take_rows
 from .nn import Autoencoder, TrainingHistory, train_autoencoder
-from .nn._training import _take_rows, iter_batches
+from .nn._training import iter_batches
 
 DECODE_FORMS = ("edited_residual", "residual", "plain")
 #: Cells per side used for the per-feature quantiles of the residual edit.
@@ -66,9 +66,7 @@ class _Columns:
         self.shape = (X.shape[0], n_cols)
 
     def __getitem__(self, idx):
-        block = self.X[idx]
-        if hasattr(block, "to_memory"):
-            block = block.to_memory()
+        block = in_memory(self.X[idx])
         return block if self.cols is None else block[:, self.cols]
 
 
@@ -380,7 +378,7 @@ class NeuronEditor:
         out = []
         for start in range(0, len(idx), batch_size):
             rows = idx[start : start + batch_size]
-            full = np.array(_take_rows(view.X, rows), dtype=np.float32)
+            full = np.array(take_rows(view.X, rows), dtype=np.float32)
             x = torch.from_numpy(full if view.cols is None else full[:, view.cols]).to(self.device)
             z = net.encode(x, self.edit_layer)
             edited = net.decode(neurons.apply(z), self.edit_layer)
@@ -484,7 +482,7 @@ def _standardization(rows, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tenso
     total = np.zeros(rows.shape[1])
     total_sq = np.zeros(rows.shape[1])
     for start in range(0, n, chunk):
-        block = np.asarray(_take_rows(rows, np.arange(start, min(start + chunk, n))), dtype=np.float64)
+        block = np.asarray(take_rows(rows, np.arange(start, min(start + chunk, n))), dtype=np.float64)
         total += block.sum(axis=0)
         total_sq += (block**2).sum(axis=0)
     mean = total / n

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy import sparse
 
+from .._matrix import take_rows
 from ._autoencoder import Autoencoder
 
 
@@ -51,21 +51,11 @@ def rows_to_tensor(X, idx: np.ndarray, device: torch.device) -> torch.Tensor:
     if len(idx) > 1 and np.any(np.diff(idx) < 0):
         # h5py (backed) needs increasing indices; restore the order afterwards.
         order = np.argsort(idx, kind="stable")
-        block = _take_rows(X, idx[order])
+        block = take_rows(X, idx[order])
         block = block[np.argsort(order, kind="stable")]
     else:
-        block = _take_rows(X, idx)
+        block = take_rows(X, idx)
     return torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(device)
-
-
-def _take_rows(X, idx: np.ndarray) -> np.ndarray:
-    block = X[idx]
-    if sparse.issparse(block):
-        return block.toarray()
-    if hasattr(block, "to_memory"):  # anndata backed sparse dataset
-        block = block.to_memory()
-        return block.toarray() if sparse.issparse(block) else np.asarray(block)
-    return np.asarray(block)
 
 
 def iter_batches(X, idx: np.ndarray, batch_size: int, device: torch.device):

@@ -2,14 +2,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-from scipy import sparse
 
+from ..metrics._distribution import _dense
 from ._common import new_axes, result
-
-
-def _dense(X) -> np.ndarray:
-    return X.toarray() if sparse.issparse(X) else np.asarray(X)
 
 
 def _groups(adata, key: str, observed: dict | None):

@@ -1,0 +1,20 @@
+"""Row access to dense, sparse (CSR) and backed matrices, one block at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+
+
+def in_memory(block):
+    """A row block as an in-memory NumPy array or SciPy sparse matrix.
+
+    Backed AnnData sparse datasets hand out lazy blocks; everything else passes.
+    """
+    return block.to_memory() if hasattr(block, "to_memory") else block
+
+
+def take_rows(X, idx) -> np.ndarray:
+    """Rows ``idx`` of ``X`` as a dense array; only those rows are densified."""
+    block = in_memory(X[idx])
+    return block.toarray() if sparse.issparse(block) else np.asarray(block)
