@@ -11,6 +11,8 @@ channels (no barcodes, DNA, beadDist):
 - donor gap: mean within-batch EMD between volunteer 1 and 2 (must not shrink).
 
     python benchmarks/batch_gates.py            # seeds 0 1 2
+    python benchmarks/batch_gates.py --seeds 0 --set decode='"plain"' max_epochs=100 \
+        --per-marker --out /tmp/ablation.md     # ablation + per-marker diagnosis
 
 Prints a table and writes benchmarks/results/batch_gates.md. CytoNorm (R) is
 not run here.
@@ -19,6 +21,7 @@ not run here.
 from __future__ import annotations
 
 import argparse
+import ast
 import itertools
 from pathlib import Path
 
@@ -37,20 +40,31 @@ def marker_mask(adata) -> np.ndarray:
             & adata.var_names.str.endswith("Di")).to_numpy()
 
 
-def scores(X, batch, ref, before):
+def per_marker(X, batch, ref, before):
+    """Per marker: worst-pair batch EMD and relative MAD change of volunteer 2."""
     v2 = ~ref
     levels = np.unique(batch)
-    emd = np.mean([
+    emd = np.array([
         max(metrics.emd_per_feature(X[v2 & (batch == p)][:, [j]], X[v2 & (batch == q)][:, [j]])[0]
             for p, q in itertools.combinations(levels, 2))
         for j in range(X.shape[1])
     ])
-    mad = lambda M: np.median(np.abs(M - np.median(M, axis=0)), axis=0)
+
+    def mad(M):
+        return np.median(np.abs(M - np.median(M, axis=0)), axis=0)
+
     mad_change = np.mean([
-        np.mean(np.abs(mad(X[v2 & (batch == b)]) - mad(before[v2 & (batch == b)]))
-                / np.maximum(mad(before[v2 & (batch == b)]), 1e-3))
+        np.abs(mad(X[v2 & (batch == b)]) - mad(before[v2 & (batch == b)]))
+        / np.maximum(mad(before[v2 & (batch == b)]), 1e-3)
         for b in levels
-    ])
+    ], axis=0)
+    return emd, mad_change
+
+
+def scores(X, batch, ref, before):
+    v2 = ~ref
+    levels = np.unique(batch)
+    emd, mad_change = (float(np.mean(v)) for v in per_marker(X, batch, ref, before))
     gap = np.mean([metrics.emd_per_feature(X[ref & (batch == b)], X[v2 & (batch == b)]).mean()
                    for b in levels])
     return dict(batch_emd=emd, mad_change=mad_change, donor_gap=gap)
@@ -72,7 +86,12 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "batch_gates.md"))
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override a tl.batch_correct option, e.g. decode='\"residual\"'")
+    p.add_argument("--per-marker", action="store_true",
+                   help="also print per-marker scores: uncorrected, quantile map, neuron editing")
     args = p.parse_args()
+    overrides = {k: ast.literal_eval(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     import scanpy as sc
 
     adata = ad.read_h5ad(sne.datasets.data_dir() / "cytonorm_gates.h5ad")
@@ -82,18 +101,30 @@ def main():
     batch, ref = adata.obs["batch"].to_numpy().astype(str), adata.obs["reference"].to_numpy()
     before = adata.layers["arcsinh"][:, markers]
     rows = [dict(method="uncorrected", seed=0, **scores(before, batch, ref, before))]
+    quantile = quantile_reference(before, batch, ref)
     rows.append(dict(method="quantile map of reference", seed=0,
-                     **scores(quantile_reference(before, batch, ref), batch, ref, before)))
+                     **scores(quantile, batch, ref, before)))
     cb = ad.AnnData(before.copy(), obs=adata.obs[["batch"]].copy())
     sc.pp.combat(cb, key="batch")
     rows.append(dict(method="ComBat (all cells)", seed=0, **scores(np.asarray(cb.X), batch, ref, before)))
     for seed in args.seeds:
         sne.tl.batch_correct(adata, "batch", reference_key="reference", reference_value=True,
                              layer="arcsinh", mask_var="marker_channel", random_state=seed,
-                             progress=False)
+                             progress=False, **overrides)
         X = adata.layers["batch_corrected"][:, markers]
-        rows.append(dict(method="neuron editing (default)", seed=seed, **scores(X, batch, ref, before)))
+        label = f"neuron editing ({' '.join(args.set) or 'default'})"
+        rows.append(dict(method=label, seed=seed, **scores(X, batch, ref, before)))
         print(rows[-1], flush=True)
+    if args.per_marker:
+        names = adata.var["marker"][markers].to_numpy()
+        table = pd.DataFrame({
+            name: {k: v for k, v in zip(("batch_emd", "mad_change"),
+                                        per_marker(M, batch, ref, before))}
+            for name, M in (("uncorrected", before), ("quantile map", quantile), ("neuron editing", X))
+        })
+        flat = pd.concat({c: pd.DataFrame(dict(zip(names, np.stack(table[c].to_list()).T))).T
+                          .set_axis(["batch_emd", "mad_change"], axis=1) for c in table}, axis=1)
+        print(flat.sort_values(("neuron editing", "mad_change"), ascending=False).round(3).to_string())
     df = pd.DataFrame(rows)
     cols = ["batch_emd", "mad_change", "donor_gap"]
     agg = df.groupby("method", sort=False)[cols].agg(["mean", "std"])
