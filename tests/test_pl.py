@@ -1,17 +1,19 @@
+import warnings
+
 import matplotlib
 
 matplotlib.use("Agg")
 
-import pytest  # noqa: E402
+import pytest
 
-import sc_neuronedit as sne  # noqa: E402
+import sc_neuronedit as sne
 
 
 @pytest.fixture
 def result(toy_adata):
     sne.tl.predict_perturbation(toy_adata, "condition", control="control", perturbed="treated",
                                 groupby="cell_type", predict_for="C", max_epochs=3,
-                                progress=False, model_kwargs=dict(hidden=(32,), n_latent=8))
+                                progress=False, model_kwargs={"hidden": (32,), "n_latent": 8})
     return toy_adata
 
 
@@ -34,3 +36,40 @@ def test_plots_name_what_is_missing(result):
         sne.pl.loss(result, key="nope")
     with pytest.raises(KeyError, match="Not in adata.var_names"):
         sne.pl.distributions(result, ["g0", "XYZ"])
+
+
+@pytest.fixture
+def corrected(toy_adata):
+    """Batches = conditions; the reference sample = cell type A (a bool column, stored as 'True')."""
+    toy_adata.obs["spike_in"] = (toy_adata.obs["cell_type"] == "A").to_numpy()
+    toy_adata.var["marker"] = [f"M{j}" for j in range(toy_adata.n_vars)]
+    with warnings.catch_warnings():  # two epochs: the edit extrapolates, and says so
+        warnings.simplefilter("ignore", UserWarning)
+        sne.tl.batch_correct(toy_adata, "condition", reference_key="spike_in", reference_value=True,
+                             max_epochs=2, progress=False, device="cpu",
+                             model_kwargs={"hidden": (32,), "n_latent": 8})
+    return toy_adata
+
+
+def test_batch_densities_rows_columns_and_legend(corrected):
+    import matplotlib.pyplot as plt
+
+    fig = sne.pl.batch_densities(corrected, ["g0", "M3"])  # a var name and a marker
+    assert len(fig.axes) == 8
+    assert [ax.get_title() for ax in fig.axes[:4]] == [
+        "reference, before", "reference, after", "other cells, before", "other cells, after"]
+    assert fig.axes[4].get_ylabel().startswith("M3 (g3)")
+    assert all(len(ax.lines) == 2 for ax in fig.axes)  # one density per batch
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["control", "treated"]
+    fig = sne.pl.batch_densities(corrected, "g1", batches=["treated"])
+    assert [len(ax.lines) for ax in fig.axes] == [1, 1, 1, 1]
+    plt.close("all")
+
+
+def test_batch_densities_names_what_is_missing(corrected):
+    with pytest.raises(KeyError, match=r"adata.var\['marker'\].*M0, M1.*\['CD3'\]"):
+        sne.pl.batch_densities(corrected, ["g0", "CD3"])
+    with pytest.raises(KeyError, match="No neuron-editing result at adata.uns\\['nope'\\]"):
+        sne.pl.batch_densities(corrected, ["g0"], key="nope")
+    with pytest.raises(ValueError, match="batches \\['z'\\] not in"):
+        sne.pl.batch_densities(corrected, ["g0"], batches=["z"])

@@ -1,7 +1,8 @@
 """Plots (matplotlib). Each function returns its figure; nothing is shown or saved."""
 
+from ._batch import batch_densities
 from ._edit import edit_curves
 from ._prediction import distributions, mean_scatter
 from ._training import loss
 
-__all__ = ["distributions", "edit_curves", "loss", "mean_scatter"]
+__all__ = ["batch_densities", "distributions", "edit_curves", "loss", "mean_scatter"]
