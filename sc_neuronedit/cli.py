@@ -1,9 +1,12 @@
-"""Command line: ``neuronedit demo`` and ``neuronedit predict``."""
+"""Command line: ``neuronedit demo``, ``neuronedit predict`` and ``neuronedit batch-correct``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import uuid
+from pathlib import Path
 
 
 def _demo(args) -> int:
@@ -47,21 +50,214 @@ def _demo(args) -> int:
     return 0
 
 
-def _predict(args) -> int:
+def _read_input(path):
+    """The input .h5ad, with a one-line error if it is missing."""
     import anndata as ad
 
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"input file not found: {path}")
+    return ad.read_h5ad(path)
+
+
+def _check_output(input_path, output_path) -> None:
+    """Fail before any work if the output cannot be written or is the input."""
+    out = Path(output_path)
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"output directory does not exist: {out.parent}")
+    if out.exists() and Path(input_path).exists() and os.path.samefile(out, input_path):
+        raise ValueError(f"output {output_path} is the input file; give a new output path "
+                         "(the input is never modified).")
+
+
+def _write_atomic(adata, output_path) -> None:
+    """Write to a temporary file next to ``output_path``, then rename it into place,
+    so that a failure or an interrupt never leaves a partial output."""
+    out = Path(output_path)
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial.h5ad")
+    try:
+        adata.write_h5ad(tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _predict(args) -> int:
     import sc_neuronedit as sne
 
-    adata = ad.read_h5ad(args.input)
+    _check_output(args.input, args.output)
+    adata = _read_input(args.input)
     sne.tl.predict_perturbation(
         adata, args.condition_key, control=args.control, perturbed=args.perturbed,
         groupby=args.groupby, predict_for=args.predict_for, layer=args.layer,
         key_added=args.key_added, random_state=args.seed, max_epochs=args.max_epochs,
     )
-    adata.write_h5ad(args.output)
+    _write_atomic(adata, args.output)
     print(f"wrote {args.output}: layers[{args.key_added!r}], obs['{args.key_added}_edited'], "
           f"uns[{args.key_added!r}]")
     return 0
+
+
+_TRUE, _FALSE = ("true", "1"), ("false", "0")
+
+
+def _shown(values, limit: int = 20, sort: bool = True) -> str:
+    values = sorted(map(str, values)) if sort else list(map(str, values))
+    return ", ".join(values[:limit]) + (f", ... ({len(values)} in all)" if len(values) > limit else "")
+
+
+def _obs_value(adata, key: str, text: str, option: str):
+    """``text`` from the command line as the matching value of ``adata.obs[key]``.
+
+    Bool columns take True/False/1/0 (any case), numeric columns a number,
+    other columns the value as written. Unknown values raise ``ValueError``
+    naming the column's values.
+    """
+    import pandas as pd
+
+    if key not in adata.obs.columns:
+        raise KeyError(f"{key!r} is not a column of .obs; available: {_shown(adata.obs.columns)}.")
+    col = adata.obs[key]
+    dtype = col.cat.categories.dtype if isinstance(col.dtype, pd.CategoricalDtype) else col.dtype
+    present = col.dropna().unique().tolist()
+    if pd.api.types.is_bool_dtype(dtype):
+        word = text.strip().lower()
+        matches = [v for v in present if (word in _TRUE and v) or (word in _FALSE and not v)]
+        hint = " (bool column: give True/False or 1/0)"
+    elif pd.api.types.is_numeric_dtype(dtype):
+        try:
+            number = float(text)
+        except ValueError:
+            number = None
+        matches = [v for v in present if number is not None and v == number]
+        hint = f" ({dtype} column: give a number)"
+    else:
+        matches = [v for v in present if str(v) == text]
+        hint = ""
+    if not matches:
+        raise ValueError(f"{option} {text!r} is not a value of .obs[{key!r}]{hint}; "
+                         f"available: {_shown(present)}.")
+    return matches[0]
+
+
+def _var_mask(adata, args):
+    """The ``mask_var`` for the tl function from --mask-var / --var-nonempty."""
+    import pandas as pd
+
+    column = args.mask_var or args.var_nonempty
+    if column is None:
+        return None
+    option = "--mask-var" if args.mask_var else "--var-nonempty"
+    if column not in adata.var.columns:
+        raise KeyError(f"{option}: {column!r} is not a column of .var; "
+                       f"available: {_shown(adata.var.columns) or '(none)'}.")
+    col = adata.var[column]
+    if args.mask_var:
+        if not pd.api.types.is_bool_dtype(col.dtype):
+            raise ValueError(f"--mask-var: .var[{column!r}] must be True/False, got {col.dtype}; "
+                             f"for a column of names (empty = leave out) use --var-nonempty {column}.")
+        mask = col.to_numpy(dtype=bool)
+    else:
+        mask = (col.notna() & (col.astype(str).str.strip() != "")).to_numpy()
+    if not mask.any():
+        raise ValueError(f"{option} {column}: no feature selected.")
+    return mask
+
+
+def _batch_correct(args) -> int:
+    import numpy as np
+
+    import sc_neuronedit as sne
+
+    _check_output(args.input, args.output)
+    adata = _read_input(args.input)
+    for option, key in (("--batch-key", args.batch_key), ("--reference-key", args.reference_key)):
+        if key not in adata.obs.columns:
+            raise KeyError(f"{option}: {key!r} is not a column of .obs; "
+                           f"available: {_shown(adata.obs.columns)}.")
+    reference_value = _obs_value(adata, args.reference_key, args.reference_value,
+                                 "--reference-value")
+    reference_batch = (None if args.reference_batch is None else
+                       _obs_value(adata, args.batch_key, args.reference_batch, "--reference-batch"))
+    mask = _var_mask(adata, args)
+    layer = args.layer
+    if layer is not None and layer not in adata.layers:
+        raise KeyError(f"--layer: {layer!r} is not a layer of the input; "
+                       f"available: {_shown(adata.layers.keys()) or '(none)'}.")
+    if args.arcsinh is not None:
+        if "arcsinh" in adata.layers:
+            raise ValueError("the input already has layers['arcsinh']; to correct it, drop "
+                             "--arcsinh and pass --layer arcsinh.")
+        sne.pp.arcsinh(adata, args.arcsinh, layer=layer, key_added="arcsinh")
+        layer = "arcsinh"
+    sne.tl.batch_correct(
+        adata, args.batch_key, reference_key=args.reference_key, reference_value=reference_value,
+        reference_batch=reference_batch, layer=layer, mask_var=mask,
+        min_reference_cells=args.min_reference_cells, key_added=args.key_added,
+        max_epochs=args.max_epochs, random_state=args.seed,
+    )
+    _write_atomic(adata, args.output)
+
+    res, key = adata.uns[args.key_added], args.key_added
+    batches = adata.obs[args.batch_key].to_numpy()
+    reference = adata.obs[args.reference_key].to_numpy() == reference_value
+    goal = ("the pooled reference cells of all batches" if reference_batch is None
+            else f"the reference cells of batch {reference_batch}")
+    source = "X" if args.layer is None else f"layers[{args.layer!r}]"
+    if args.arcsinh is not None:
+        source = f"layers['arcsinh'] = arcsinh({source} / {args.arcsinh:g})"
+    levels = list(dict.fromkeys(batches.tolist()))
+    print(f"corrected {len(res['batches'])} of {len(levels)} batches (.obs[{args.batch_key!r}]) "
+          f"onto {goal} (.obs[{args.reference_key!r}] == {reference_value!r}); input: {source}")
+    width = max(len("batch"), *(len(str(b)) for b in levels))
+    print(f"  {'batch':{width}s} {'cells':>7s} {'reference cells':>15s} {'outside range':>13s}")
+    for b in levels:
+        n, n_ref = int((batches == b).sum()), int((reference & (batches == b)).sum())
+        stats = res["batches"].get(str(b))
+        outside = "(reference batch, unchanged)" if stats is None else f"{stats['outside_fraction']:13.1%}"
+        print(f"  {b!s:{width}s} {n:7d} {n_ref:15d} {outside}")
+    history = res["history"]
+    used = adata.n_vars if mask is None else int(np.sum(mask))
+    print("  (outside range: share of edited activations beyond the range of the batch's reference cells)")
+    print(f"trained {len(history['train_loss'])} epochs in {history['seconds']:.1f} s on {used} of "
+          f"{adata.n_vars} features")
+    if mask is not None and not mask.all():
+        print(f"passed through unchanged: {_shown(adata.var_names[~mask], sort=False)}")
+    made = ["layers['arcsinh']"] if args.arcsinh is not None else []
+    print(f"wrote {args.output}: {', '.join(made + [f'layers[{key!r}]'])}, "
+          f"obs['{key}_edited'], uns[{key!r}]")
+    return 0
+
+
+BATCH_DESCRIPTION = """\
+Remove batch effects from an .h5ad with a reference sample that was run in
+every batch. One autoencoder is trained on all cells; per batch, the edit from
+its reference cells to the goal (the reference cells of all batches pooled, or
+those of --reference-batch) is applied to all its cells."""
+
+BATCH_EXAMPLE = """\
+example (CyTOF; the same control sample is in every batch, marked by
+.obs['reference'] == True; correct arcsinh(x/5) of the channels that have a
+name in .var['marker'], the others pass through unchanged):
+
+  neuronedit batch-correct raw.h5ad corrected.h5ad --batch-key batch \\
+      --reference-key reference --reference-value True \\
+      --arcsinh 5 --var-nonempty marker
+
+to choose features otherwise, add a True/False .var column and use --mask-var:
+
+  python -c "import anndata as ad; a = ad.read_h5ad('raw.h5ad'); \\
+  a.var['use'] = ~a.var_names.isin(['Time', 'Event_length', 'beadDist']); \\
+  a.write_h5ad('raw_use.h5ad')"
+  neuronedit batch-correct raw_use.h5ad corrected.h5ad ... --mask-var use
+
+output: the input plus layers[KEY] (corrected values; cells of --reference-batch
+keep their input), obs['KEY_edited'] and uns[KEY] (parameters, training history,
+per-batch statistics), KEY = --key-added; with --arcsinh also layers['arcsinh'].
+The file is written under a temporary name and renamed: never partially.
+
+exit status: 0 success, 2 usage or input error (message on stderr)
+"""
 
 
 def main(argv=None) -> int:
@@ -88,12 +284,49 @@ def main(argv=None) -> int:
     q.add_argument("--max-epochs", type=int, default=None)
     q.set_defaults(func=_predict)
 
+    b = sub.add_parser(
+        "batch-correct", help="remove batch effects learned from a reference sample run in every batch",
+        description=BATCH_DESCRIPTION, epilog=BATCH_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("input", help="input .h5ad")
+    b.add_argument("output", help="output .h5ad (not the input file)")
+    b.add_argument("--batch-key", required=True, metavar="COLUMN", help=".obs column of batches")
+    b.add_argument("--reference-key", required=True, metavar="COLUMN",
+                   help=".obs column marking the reference (spike-in) cells")
+    b.add_argument("--reference-value", required=True, metavar="VALUE",
+                   help="value of --reference-key for the reference cells; read as the column's "
+                        "type (bool: True/False/1/0, numeric: a number)")
+    b.add_argument("--reference-batch", default=None, metavar="BATCH",
+                   help="batch to align to (left unchanged); default: the reference cells of all "
+                        "batches pooled, each batch weighing the same")
+    b.add_argument("--layer", default=None, metavar="LAYER", help="input layer; default X")
+    b.add_argument("--arcsinh", type=float, default=None, metavar="COFACTOR",
+                   help="first write layers['arcsinh'] = arcsinh(x / COFACTOR) of the input "
+                        "and correct that (5 for CyTOF, ~150 for flow)")
+    m = b.add_mutually_exclusive_group()
+    m.add_argument("--mask-var", default=None, metavar="COLUMN",
+                   help="True/False .var column: features the model sees; the others pass "
+                        "through unchanged (default: all features)")
+    m.add_argument("--var-nonempty", default=None, metavar="COLUMN",
+                   help="use the features whose .var[COLUMN] is not empty, e.g. channels with a "
+                        "marker name; the others pass through unchanged")
+    b.add_argument("--min-reference-cells", type=int, default=50, metavar="N",
+                   help="fewer reference cells in a batch is an error (default: %(default)s)")
+    b.add_argument("--key-added", default="batch_corrected", metavar="KEY", help="default: %(default)s")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--max-epochs", type=int, default=None, metavar="N", help="default: the package default")
+    b.set_defaults(func=_batch_correct)
+
     args = p.parse_args(argv)
     try:
         return args.func(args)
-    except (KeyError, ValueError, FileNotFoundError, ConnectionError) as err:
-        print(f"neuronedit: error: {err}", file=sys.stderr)
+    except (KeyError, ValueError, OSError) as err:
+        # KeyError's str() quotes its message; print the message itself.
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"neuronedit: error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("neuronedit: interrupted; nothing written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -41,3 +41,144 @@ def test_cli_reports_bad_input(tmp_path, capsys, kang):
                  "--predict-for", "NK", "--max-epochs", "1"])
     assert code == 2
     assert "['stim'] not found" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------- batch-correct
+
+@pytest.fixture
+def batches_h5ad(tmp_path):
+    """3 batches x 2 populations x reference yes/no (40 reference cells per batch),
+    10 features; each batch shifts all features; .var['marker'] is empty for the last
+    feature (like Time)."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    blocks, obs = [], []
+    for b, shift in (("b1", 0.0), ("b2", 0.5), ("b3", -0.5)):
+        for pop, centre in (("P", 1.0), ("Q", 3.0)):
+            for ref in (True, False):
+                blocks.append(np.abs(rng.normal(centre + shift, 0.5, size=(20, 10))) * 5)
+                obs += [(b, pop, ref)] * 20
+    obs = pd.DataFrame(obs, columns=["batch", "population", "reference"])
+    obs = obs.astype({"batch": "category", "population": "category"})
+    obs.index = [f"c{i}" for i in range(len(obs))]
+    var = pd.DataFrame({"marker": [f"M{j}" for j in range(9)] + [""]},
+                       index=[f"ch{j}" for j in range(10)])
+    path = tmp_path / "in.h5ad"
+    ad.AnnData(np.vstack(blocks).astype(np.float32), obs=obs, var=var).write_h5ad(path)
+    return path
+
+
+def _batch_args(src, out, *extra):
+    return ["batch-correct", str(src), str(out), "--batch-key", "batch", "--reference-key",
+            "reference", "--reference-value", "true", "--max-epochs", "2",
+            "--min-reference-cells", "20", *extra]  # later options win: extra overrides
+
+
+def test_cli_batch_correct_writes_results_and_summary(batches_h5ad, tmp_path, capsys):
+    import anndata as ad
+    import numpy as np
+
+    out = tmp_path / "out.h5ad"
+    code = main(_batch_args(batches_h5ad, out, "--arcsinh", "5", "--var-nonempty", "marker"))
+    assert code == 0
+    res = ad.read_h5ad(out)
+    assert {"arcsinh", "batch_corrected"} <= set(res.layers)
+    assert set(res.uns["batch_corrected"]["batches"]) == {"b1", "b2", "b3"}
+    assert res.obs["batch_corrected_edited"].all()
+    # the feature with an empty marker name passes through unchanged
+    np.testing.assert_array_equal(res.layers["batch_corrected"][:, 9], res.layers["arcsinh"][:, 9])
+    printed = capsys.readouterr().out
+    assert "corrected 3 of 3 batches" in printed and "b2" in printed and f"wrote {out}" in printed
+    assert "passed through unchanged: ch9" in printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad", "out.h5ad"]  # no temp left
+
+
+def test_cli_batch_correct_reference_batch_stays(batches_h5ad, tmp_path, capsys):
+    import anndata as ad
+    import numpy as np
+
+    out = tmp_path / "out.h5ad"
+    assert main(_batch_args(batches_h5ad, out, "--reference-batch", "b1", "--reference-value",
+                            "1", "--key-added", "bc", "--max-epochs", "1")) == 0
+    res = ad.read_h5ad(out)
+    b1 = (res.obs["batch"] == "b1").to_numpy()
+    np.testing.assert_array_equal(res.layers["bc"][b1], res.X[b1])
+    assert "b1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--reference-value", "maybe"], "available: False, True"),
+    (["--reference-key", "population", "--reference-value", "R"], "available: P, Q"),
+    (["--reference-batch", "b9"], "available: b1, b2, b3"),
+    (["--batch-key", "run"], "'run' is not a column of .obs"),
+    (["--reference-key", "ref"], "--reference-key: 'ref' is not a column of .obs"),
+    (["--mask-var", "marker"], "use --var-nonempty marker"),
+    (["--min-reference-cells", "50"], "fewer than 50 reference cells"),
+])
+def test_cli_batch_correct_user_errors(batches_h5ad, tmp_path, capsys, extra, expected):
+    out = tmp_path / "out.h5ad"
+    assert main(_batch_args(batches_h5ad, out, *extra)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("neuronedit: error:") and expected in err
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_cli_batch_correct_missing_input_and_same_output(batches_h5ad, tmp_path, capsys):
+    assert main(_batch_args(tmp_path / "nope.h5ad", tmp_path / "o.h5ad")) == 2
+    assert "input file not found" in capsys.readouterr().err
+    before = batches_h5ad.read_bytes()
+    assert main(_batch_args(batches_h5ad, batches_h5ad)) == 2
+    assert "is the input file" in capsys.readouterr().err
+    assert batches_h5ad.read_bytes() == before
+    assert main(_batch_args(batches_h5ad, tmp_path / "no_dir" / "o.h5ad")) == 2
+    assert "output directory does not exist" in capsys.readouterr().err
+
+
+def test_cli_reference_value_follows_column_type():
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    from sc_neuronedit.cli import _obs_value
+
+    obs = pd.DataFrame({"flag": [True, False], "num": [1, 2], "x": [0.5, 1.5],
+                        "cat": pd.Categorical(["a", "b"]), "icat": pd.Categorical([3, 4])},
+                       index=["c0", "c1"])
+    adata = ad.AnnData(np.zeros((2, 1), dtype=np.float32), obs=obs)
+    assert _obs_value(adata, "flag", "TRUE", "--v") is True
+    assert _obs_value(adata, "flag", "0", "--v") is False
+    assert _obs_value(adata, "num", "2", "--v") == 2
+    assert _obs_value(adata, "x", "0.5", "--v") == 0.5
+    assert _obs_value(adata, "cat", "b", "--v") == "b"
+    assert _obs_value(adata, "icat", "4", "--v") == 4
+    with pytest.raises(ValueError, match=r"int64 column: give a number\); available: 1, 2"):
+        _obs_value(adata, "num", "two", "--v")
+
+
+def test_cli_write_is_atomic(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import anndata as ad
+    import numpy as np
+
+    from sc_neuronedit.cli import _write_atomic
+
+    adata = ad.AnnData(np.ones((3, 2), dtype=np.float32))
+    out = tmp_path / "o.h5ad"
+
+    def broken(self, path, **kwargs):
+        Path(path).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ad.AnnData, "write_h5ad", broken)
+    with pytest.raises(OSError, match="disk full"):
+        _write_atomic(adata, out)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    _write_atomic(adata, out)
+    assert ad.read_h5ad(out).shape == (3, 2)
+    assert [p.name for p in tmp_path.iterdir()] == ["o.h5ad"]
