@@ -18,3 +18,10 @@ def take_rows(X, idx) -> np.ndarray:
     """Rows ``idx`` of ``X`` as a dense array; only those rows are densified."""
     block = in_memory(X[idx])
     return block.toarray() if sparse.issparse(block) else np.asarray(block)
+
+
+def column_min(X, chunk: int = 4096) -> np.ndarray:
+    """Per-column minimum of a dense, sparse or backed matrix, read in row chunks."""
+    n = X.shape[0]
+    return np.min([take_rows(X, np.arange(s, min(s + chunk, n))).min(axis=0)
+                   for s in range(0, n, chunk)], axis=0)
