@@ -244,10 +244,13 @@ name in .var['marker'], the others pass through unchanged):
       --reference-key reference --reference-value True \\
       --arcsinh 5 --var-nonempty marker
 
-to choose features otherwise, add a True/False .var column and use --mask-var:
+named channels often include barcodes, DNA and bead channels, which are not
+biology to correct; to leave them out, add a True/False .var column and use
+--mask-var:
 
   python -c "import anndata as ad; a = ad.read_h5ad('raw.h5ad'); \\
-  a.var['use'] = ~a.var_names.isin(['Time', 'Event_length', 'beadDist']); \\
+  m = a.var['marker'].astype(str); \\
+  a.var['use'] = (m != '') & ~m.str.match(r'^(BC\\d|DNA\\d|beadDist)$'); \\
   a.write_h5ad('raw_use.h5ad')"
   neuronedit batch-correct raw_use.h5ad corrected.h5ad ... --mask-var use
 

@@ -106,3 +106,64 @@ def test_gates_held_out_volunteer_gets_closer_across_batches():
     # channels outside mask_var pass through untouched
     np.testing.assert_array_equal(adata.layers["batch_corrected"][:, ~markers],
                                   adata.layers["arcsinh"][:, ~markers])
+
+
+@pytest.fixture
+def distorted():
+    """Known truth: three batches, each distorting markers by its own non-linear, marker-wise map.
+
+    The reference sample holds populations A and B; the second sample also holds C, which
+    no reference cell resembles. Batch effects are intensity changes on raw counts,
+    x -> arcsinh(k sinh x) in arcsinh units, plus one power law.
+    """
+    rng = np.random.default_rng(0)
+    means = {"A": [3, 3, 3, .5, .5, .5], "B": [.5, .5, .5, 3, 3, 3], "C": [4, .5, 3.5, .5, 3.5, 1.5]}
+    truth, obs = [], []
+    for batch in "abc":
+        for ref, types in ((True, "AB"), (False, "ABC")):
+            for t in types:
+                truth.append(np.clip(rng.normal(means[t], 0.4, size=(150, 6)), 0, None))
+                obs += [(batch, ref, t)] * 150
+    truth = np.vstack(truth).astype(np.float32)
+    obs = pd.DataFrame(obs, columns=["batch", "reference", "type"]).set_axis(
+        [f"c{i}" for i in range(len(obs))])
+    X = truth.copy()
+    b = obs["batch"].to_numpy()
+    X[b == "b", :4] = np.arcsinh(1.8 * np.sinh(X[b == "b", :4]))
+    X[b == "b", 4] **= 1.2
+    X[b == "c", 2:] = np.arcsinh(0.5 * np.sinh(X[b == "c", 2:]))
+    X[b == "c", 0] *= 1.2
+    return ad.AnnData(X, obs=obs), truth
+
+
+def test_population_absent_from_reference_lands_near_its_truth(distorted):
+    adata, truth = distorted
+    sne.tl.batch_correct(adata, "batch", reference_key="reference", reference_value=True,
+                         reference_batch="a", progress=False, device="cpu",
+                         model_kwargs=dict(hidden=(128,), n_latent=16))
+    b, t = adata.obs["batch"].to_numpy(), adata.obs["type"].to_numpy()
+    unseen = (t == "C") & (b != "a")
+
+    def rmse(M):
+        return np.sqrt(np.mean((M[unseen] - truth[unseen]) ** 2))
+
+    before, after = rmse(adata.X), rmse(adata.layers["batch_corrected"])
+    # measured: 0.58 -> 0.25 (0.23 with the default, larger network). A per-batch quantile
+    # map of the reference reaches 0.09 here: marker-wise distortions are exactly its model.
+    assert after < 0.5 * before
+    assert np.all(adata.layers["batch_corrected"] >= 0)  # keep_zeros: no value below zero
+
+
+def test_keep_zeros_and_calibration(distorted):
+    adata, _ = distorted
+    adata.X[:50, 1] = 0
+    ref, b = adata.obs["reference"].to_numpy(), adata.obs["batch"].to_numpy()
+    sne.tl.batch_correct(adata, "batch", reference_key="reference", reference_value=True,
+                         calibrate=True, max_epochs=5, **FAST)
+    out = adata.layers["batch_corrected"]
+    assert np.all(out[:50, 1] == 0)
+    # calibrated: each batch's reference cells match the pooled reference, marker by marker
+    emd = [metrics.emd_per_feature(out[ref & (b == "b")], out[ref & (b == "c")]).max()]
+    raw = [metrics.emd_per_feature(adata.X[ref & (b == "b")], adata.X[ref & (b == "c")]).max()]
+    assert emd[0] < 0.1 < raw[0]
+    assert adata.uns["batch_corrected"]["params"]["calibrate"] is True
