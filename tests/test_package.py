@@ -7,9 +7,10 @@ import pytest
 import sc_neuronedit as sne
 from sc_neuronedit.cli import main
 
-PUBLIC = [sne.tl.neuron_edit, sne.tl.predict_perturbation, sne.tl.batch_correct, sne.pp.arcsinh,
-          sne.pl.loss, sne.pl.edit_curves,
-          sne.pl.mean_scatter, sne.pl.distributions]
+TOOLS = [sne.tl.neuron_edit, sne.tl.predict_perturbation, sne.tl.batch_correct,
+         sne.tl.predict_combination, sne.tl.synergy]
+PUBLIC = [*TOOLS, sne.pp.arcsinh, sne.pl.loss, sne.pl.edit_curves, sne.pl.mean_scatter,
+          sne.pl.distributions, sne.pl.batch_densities, sne.pl.synergy]
 
 
 @pytest.mark.parametrize("func", PUBLIC, ids=lambda f: f.__name__)
@@ -23,7 +24,7 @@ def test_adata_first_at_most_three_positional(func):
 
 def test_each_tool_has_its_own_key_added():
     keys = [inspect.signature(f).parameters["key_added"].default
-            for f in (sne.tl.neuron_edit, sne.tl.predict_perturbation, sne.tl.batch_correct)]
+            for f in TOOLS]
     assert len(set(keys)) == len(keys)
 
 

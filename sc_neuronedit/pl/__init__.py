@@ -3,6 +3,7 @@
 from ._batch import batch_densities
 from ._edit import edit_curves
 from ._prediction import distributions, mean_scatter
+from ._synergy import synergy
 from ._training import loss
 
-__all__ = ["batch_densities", "distributions", "edit_curves", "loss", "mean_scatter"]
+__all__ = ["batch_densities", "distributions", "edit_curves", "loss", "mean_scatter", "synergy"]

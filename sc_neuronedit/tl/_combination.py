@@ -1,0 +1,359 @@
+"""Drug combinations: predict A+B from A and B alone, and score synergy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .. import _anndata as _ad
+from .._matrix import take_rows
+from .._model import NeuronEditor
+from .._synergy import bh_adjust, bliss_excess, subsampled_energy, synergy_table
+from ._neuron_edit import trained_model
+from ._results import check_key_added, to_uns, warn_outside, write_result
+
+#: Fewer cells than this in a condition is an error.
+MIN_CELLS = 20
+
+
+def predict_combination(
+    adata,
+    condition_key: str,
+    *,
+    control: str,
+    drug_a: str,
+    drug_b: str,
+    combination: str | None = None,
+    layer: str | None = None,
+    mask_var=None,
+    key_added: str = "combination",
+    n_resamples: int = 100,
+    bliss_quantile: float = 0.95,
+    decode: str = "edited_residual",
+    n_quantiles: int = 100,
+    max_epochs: int | None = None,
+    model: NeuronEditor | None = None,
+    model_kwargs: dict | None = None,
+    train_kwargs: dict | None = None,
+    device: str = "auto",
+    random_state: int = 0,
+    progress: bool = True,
+):
+    """Predict the combination of two drugs as if their effects did not interact.
+
+    The autoencoder is trained on the control, ``drug_a`` and ``drug_b``
+    cells (never on the combination). The edit control → A is applied to the
+    B-treated cells, and the edit control → B to the A-treated cells: two
+    routes to the same expectation. How well they agree is reported; when
+    the combination was measured, :func:`synergy` scores it against the
+    pooled prediction.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix (e.g. ``arcsinh`` cytometry or log-normalised
+        expression).
+    condition_key
+        ``.obs`` column of conditions.
+    control, drug_a, drug_b
+        Condition values of the untreated and the two single-drug samples.
+    combination
+        Condition value of the measured combination, if any: then synergy
+        is scored as well (see :func:`synergy`).
+    layer, mask_var
+        Input layer and the features the autoencoder sees; others pass
+        through unchanged and are not scored.
+    key_added
+        ``layers[key_added]``, ``obs[f"{key_added}_edited"]``,
+        ``obs[f"{key_added}_route"]`` and ``uns[key_added]``.
+    n_resamples, bliss_quantile
+        As in :func:`synergy` (used only with ``combination``).
+    decode, n_quantiles, max_epochs, model, model_kwargs, train_kwargs, device, random_state, progress
+        As in :func:`neuron_edit`.
+
+    Returns
+    -------
+    ``None``. Sets ``adata.layers[key_added]`` (the B cells' rows hold A's
+    edit applied to them, the A cells' rows B's edit; other rows keep their
+    input), ``adata.obs[f"{key_added}_edited"]`` and
+    ``adata.obs[f"{key_added}_route"]`` (which edit each row holds), and
+    ``adata.uns[key_added]`` with ``params``, ``history``, ``agreement``
+    (energy distance between the routes relative to the single-drug effects,
+    and per-feature mean differences) and, with ``combination``, the tables
+    of :func:`synergy`.
+    """
+    pairs = {combination or f"{drug_a}+{drug_b}": (drug_a, drug_b)}
+    run = _Run(adata, condition_key, control=control, pairs=pairs, measured=combination is not None,
+               layer=layer, mask_var=mask_var, key_added=key_added, decode=decode,
+               n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
+               model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
+               random_state=random_state, progress=progress)
+    (name,) = pairs
+    routes = run.routes(drug_a, drug_b)
+    uns = run.uns()
+    uns["agreement"] = run.agreement(routes)
+    if combination is not None:
+        uns.update(run.synergy_tables(n_resamples=n_resamples, bliss_quantile=bliss_quantile))
+    rows = np.concatenate([routes[0][0], routes[1][0]])
+    values = np.vstack([routes[0][1], routes[1][1]])
+    order = np.argsort(rows)
+    labels = np.full(adata.n_obs, "", dtype=object)
+    labels[routes[0][0]] = f"{drug_a} edit on {drug_b} cells"
+    labels[routes[1][0]] = f"{drug_b} edit on {drug_a} cells"
+    write_result(adata, key_added=key_added, X_in=run.X, rows=rows[order], values=values[order],
+                 uns=uns, inplace=True, start=run.start)
+    adata.obs[f"{key_added}_route"] = pd.Categorical(
+        labels, categories=[c for c in dict.fromkeys(labels[rows[order]])])
+
+
+def synergy(
+    adata,
+    condition_key: str,
+    *,
+    control: str,
+    combinations: Mapping[str, tuple[str, str]],
+    layer: str | None = None,
+    mask_var=None,
+    key_added: str = "synergy",
+    n_resamples: int = 100,
+    bliss_quantile: float = 0.95,
+    decode: str = "edited_residual",
+    n_quantiles: int = 100,
+    max_epochs: int | None = None,
+    model: NeuronEditor | None = None,
+    model_kwargs: dict | None = None,
+    train_kwargs: dict | None = None,
+    device: str = "auto",
+    random_state: int = 0,
+    progress: bool = True,
+):
+    """Score measured drug combinations against their no-interaction prediction.
+
+    For each combination ``{"A+B": ("A", "B")}``, the prediction of
+    :func:`predict_combination` (both routes pooled) is compared with the
+    measured combination cells. One autoencoder, trained on the control and
+    single-drug cells of all pairs, serves every pair.
+
+    Scores, per combination and feature:
+
+    ``mean_shift``, ``median_shift``
+        Observed minus predicted; positive = more than independent effects
+        would give.
+    ``pvalue``, ``qvalue``
+        Two-sided test of ``mean_shift = 0`` whose null includes the
+        prediction's own error: the whole pipeline (cells → edits →
+        prediction) is rerun on ``n_resamples`` bootstrap resamples of the
+        control and single-drug cells, and half the gap between the two
+        routes' predictions (an estimate of the edit's error beyond
+        sampling) adds to the variance. Permuting observed against predicted
+        cells instead would reject everything once cells are many. q-values:
+        Benjamini-Hochberg over all combinations and features.
+    ``bliss_excess``
+        Share of responding cells (beyond the control's ``bliss_quantile``)
+        observed minus Bliss-expected from the single drugs, for comparison
+        with the usual drug-synergy language.
+
+    And per combination (``summary``): ``energy_score``, the energy distance
+    between observed and predicted cells divided by the mean energy distance
+    of the single-drug effects (control vs A, control vs B): 0 is no
+    synergy, 1 a deviation as large as a single drug's effect;
+    ``route_agreement``, the same ratio between the two routes; ``pvalue``,
+    Bonferroni over features of the smallest per-feature p-value.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix.
+    condition_key
+        ``.obs`` column of conditions.
+    control
+        Condition value of untreated cells.
+    combinations
+        Measured combination label → (drug A, drug B), all condition values;
+        several pairs give one table.
+    n_resamples
+        Bootstrap reruns of the pipeline for the p-values (the autoencoder is
+        reused; each rerun relearns the edits).
+    bliss_quantile
+        Control quantile that defines a responding cell.
+    layer, mask_var, key_added, decode, n_quantiles, max_epochs, model, model_kwargs, train_kwargs, device, random_state, progress
+        As in :func:`predict_combination`.
+
+    Returns
+    -------
+    ``None``. Sets ``adata.uns[key_added]``: ``params``, ``history``,
+    ``summary`` (DataFrame, combination x score) and DataFrames combination
+    x feature: ``mean_shift``, ``median_shift``, ``pvalue``, ``qvalue``,
+    ``bliss_excess``.
+    """
+    if not isinstance(combinations, Mapping) or not combinations:
+        raise ValueError('combinations must be a non-empty mapping {"A+B": ("A", "B"), ...}.')
+    run = _Run(adata, condition_key, control=control, pairs=dict(combinations), measured=True,
+               layer=layer, mask_var=mask_var, key_added=key_added, decode=decode,
+               n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
+               model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
+               random_state=random_state, progress=progress)
+    uns = run.uns()
+    uns.update(run.synergy_tables(n_resamples=n_resamples, bliss_quantile=bliss_quantile))
+    adata.uns[key_added] = to_uns(uns)
+    from scanpy import logging as logg
+
+    logg.info("    finished", time=run.start, deep=f"added\n    .uns[{key_added!r}], synergy tables")
+
+
+class _Run:
+    """One trained model and the cells of each condition; computes routes and scores."""
+
+    def __init__(self, adata, condition_key, *, control, pairs, measured, layer, mask_var,
+                 key_added, decode, n_quantiles, model, max_epochs, model_kwargs, train_kwargs,
+                 device, random_state, progress):
+        from scanpy import logging as logg
+
+        check_key_added(key_added, layer)
+        if decode not in NeuronEditor.decode_forms:
+            raise ValueError(f"decode must be one of {NeuronEditor.decode_forms}, got {decode!r}.")
+        conditions = _ad.resolve_groups(adata, condition_key)
+        present = set(conditions.tolist())
+        singles = [control, *(d for pair in pairs.values() for d in pair)]
+        wanted = singles + (list(pairs) if measured else [])
+        missing = [c for c in dict.fromkeys(wanted) if c not in present]
+        if missing:
+            raise ValueError(f"Conditions not in adata.obs[{condition_key!r}]: {missing}; "
+                             f"available: {', '.join(map(str, dict.fromkeys(conditions.tolist())))}.")
+        for label, pair in pairs.items():
+            if len(pair) != 2 or pair[0] == pair[1] or control in pair:
+                raise ValueError(f"Combination {label!r} needs two different drugs other than the "
+                                 f"control, got {pair!r}.")
+        self.cells = {c: np.flatnonzero(conditions == c) for c in dict.fromkeys(wanted)}
+        few = {c: len(i) for c, i in self.cells.items() if len(i) < MIN_CELLS}
+        if few:
+            raise ValueError(f"Too few cells (need at least {MIN_CELLS} per condition): {few}.")
+        self.adata, self.pairs, self.control = adata, pairs, control
+        self.condition_key, self.layer, self.decode = condition_key, layer, decode
+        self.n_quantiles, self.random_state = n_quantiles, random_state
+        self.X = _ad.get_matrix(adata, layer)
+        features = _ad.resolve_mask_var(adata, mask_var)
+        self.features = np.ones(adata.n_vars, bool) if features is None else features
+        self.start = logg.info(f"neuron editing of {len(pairs)} drug combination(s)")
+        train = np.zeros(adata.n_obs, bool)
+        train[np.concatenate([self.cells[c] for c in dict.fromkeys(singles)])] = True
+        if model is None:
+            model = trained_model(adata, cells=train, layer=layer, mask_var=mask_var,
+                                  max_epochs=max_epochs, model_kwargs=model_kwargs,
+                                  train_kwargs=train_kwargs, device=device,
+                                  random_state=random_state, progress=progress)
+        elif model.adata is not adata:
+            raise ValueError("model was built on another AnnData; load it onto this one with "
+                             "NeuronEditor.load(path, adata).")
+        self.model = model
+        self._values = {}
+
+    def rows(self, condition, idx=None) -> np.ndarray:
+        """Full-width values of a condition's cells (or of ``idx`` among them)."""
+        cells = self.cells[condition] if idx is None else self.cells[condition][idx]
+        return take_rows(self.X, cells)
+
+    def _edit_onto(self, drug, cells_of, *, resample=None):
+        """Edit control -> ``drug`` applied to the cells of ``cells_of`` (optionally resampled)."""
+        pick = {c: None if resample is None else resample(len(self.cells[c]))
+                for c in (self.control, drug, cells_of)}
+        edit = self.model.learn_edit(self.rows(self.control, pick[self.control]),
+                                     self.rows(drug, pick[drug]), n_quantiles=self.n_quantiles,
+                                     residual=self.decode == "edited_residual",
+                                     random_state=self.random_state)
+        return edit, self.model.apply_edit(self.rows(cells_of, pick[cells_of]), edit,
+                                           decode=self.decode)
+
+    def routes(self, drug_a, drug_b):
+        """``[(rows of B cells, A's edit on them), (rows of A cells, B's edit on them)]``."""
+        if (drug_a, drug_b) not in self._values:
+            out = []
+            for drug, other in ((drug_a, drug_b), (drug_b, drug_a)):
+                edit, values = self._edit_onto(drug, other)
+                stats = self.model.edit_statistics(self.rows(other), edit)
+                warn_outside(float(stats["outside_fraction"].mean()), f"the {other} cells")
+                out.append((self.cells[other], values))
+            self._values[drug_a, drug_b] = out
+        return self._values[drug_a, drug_b]
+
+    def _scored(self, M):
+        return M[:, self.features]
+
+    def effect_size(self, drug_a, drug_b) -> float:
+        ctrl = self._scored(self.rows(self.control))
+        return float(np.mean([subsampled_energy(ctrl, self._scored(self.rows(d)),
+                                                random_state=self.random_state)
+                              for d in (drug_a, drug_b)]))
+
+    def agreement(self, routes, drug_a=None, drug_b=None) -> dict:
+        (_, first), (_, second) = routes
+        pair = drug_a, drug_b
+        if drug_a is None:
+            (pair,) = self.pairs.values()
+        first, second = self._scored(first), self._scored(second)
+        return {
+            "route_energy_ratio": subsampled_energy(first, second, random_state=self.random_state)
+            / self.effect_size(*pair),
+            "mean_difference": first.mean(0) - second.mean(0),
+        }
+
+    def synergy_tables(self, *, n_resamples: int, bliss_quantile: float) -> dict:
+        if n_resamples < 2:
+            raise ValueError(f"n_resamples must be at least 2, got {n_resamples}.")
+        rng = np.random.default_rng(self.random_state)
+
+        def resample(n):
+            return rng.integers(0, n, n)
+
+        names = np.asarray(self.adata.var_names)[self.features]
+        tables, summary = {}, {}
+        for label, (a, b) in self.pairs.items():
+            routes = self.routes(a, b)
+            predicted = self._scored(np.vstack([v for _, v in routes]))
+            observed = self._scored(self.rows(label))
+            replicates = []
+            for _ in range(n_resamples):
+                # The whole pipeline on resampled cells: both edits relearned, both routes.
+                means = [self._scored(self._edit_onto(d, o, resample=resample)[1]).mean(0)
+                         for d, o in ((a, b), (b, a))]
+                replicates.append(np.mean(means, axis=0))
+            gap = self.agreement(routes, a, b)
+            table = synergy_table(observed, predicted, np.asarray(replicates),
+                                  gap["mean_difference"], names)
+            table["bliss_excess"] = bliss_excess(
+                self._scored(self.rows(self.control)), self._scored(self.rows(a)),
+                self._scored(self.rows(b)), observed, quantile=bliss_quantile)
+            tables[label] = table
+            summary[label] = {
+                "drug_a": a, "drug_b": b, "n_observed": len(observed),
+                "n_predicted": len(predicted),
+                "energy_score": subsampled_energy(observed, predicted, random_state=self.random_state)
+                / self.effect_size(a, b),
+                "route_agreement": gap["route_energy_ratio"],
+                "pvalue": min(1.0, float(table["pvalue"].min()) * len(table)),
+            }
+        wide = {col: pd.DataFrame({lab: t[col] for lab, t in tables.items()}).T
+                for col in ("mean_shift", "median_shift", "pvalue", "bliss_excess")}
+        wide["qvalue"] = pd.DataFrame(bh_adjust(wide["pvalue"].to_numpy()),
+                                      index=wide["pvalue"].index, columns=wide["pvalue"].columns)
+        for df in wide.values():
+            df.index.name, df.columns.name = "combination", None
+        summary = pd.DataFrame(summary).T
+        summary.index.name = "combination"
+        summary = summary.astype({"drug_a": str, "drug_b": str, "n_observed": int,
+                                  "n_predicted": int, "energy_score": float,
+                                  "route_agreement": float, "pvalue": float})
+        return {"summary": summary, **wide}
+
+    def uns(self) -> dict:
+        m = self.model
+        return {
+            "params": {"condition_key": self.condition_key, "control": self.control,
+                       "combinations": {k: list(v) for k, v in self.pairs.items()},
+                       "layer": self.layer, "decode": self.decode,
+                       "n_quantiles": self.n_quantiles, "n_features": m.n_features, **m.config,
+                       "edit_layer": m.edit_layer, "train": m.train_params},
+            "history": m.history.to_dict(),
+        }
