@@ -38,6 +38,7 @@ import torch
 
 import sc_neuronedit as sne
 from sc_neuronedit import metrics
+from sc_neuronedit._anndata import group_weights
 
 
 def marker_mask(adata) -> np.ndarray:
@@ -80,7 +81,7 @@ def quantile_reference(X, batch, ref):
     """Per batch and marker, map the reference's quantiles onto the pooled reference's."""
     out = X.copy()
     goal = torch.as_tensor(X[ref])
-    weights = torch.as_tensor(1.0 / pd.Series(batch[ref]).map(pd.Series(batch[ref]).value_counts()).to_numpy())
+    weights = torch.as_tensor(group_weights(batch[ref]))  # every batch weighs the same
     for b in np.unique(batch):
         src = torch.as_tensor(X[ref & (batch == b)])
         edit = sne.fit_quantile_edit(src, goal, target_weights=weights)
@@ -174,9 +175,12 @@ def main():
              f"{donor_difference_spread(before, batch, ref):.3f} per marker (mean of max - min): "
              "a sample-level shift that a correction learned from volunteer 1 cannot see.", "",
              "| method | batch EMD ↓ | MAD change ↓ | donor gap (keep) |", "|---|---|---|---|"]
+    def cell(r, c):
+        sd = r[(c, "std")]
+        return f"{r[(c, 'mean')]:.3f}" + (f" ± {sd:.3f}" if sd == sd else "")  # NaN: one run
+
     for m, r in agg.iterrows():
-        cell = lambda c: f"{r[(c, 'mean')]:.3f}" + (f" ± {r[(c, 'std')]:.3f}" if r[(c, 'std')] == r[(c, 'std')] else "")
-        lines.append(f"| {m} | " + " | ".join(cell(c) for c in cols) + " |")
+        lines.append(f"| {m} | " + " | ".join(cell(r, c) for c in cols) + " |")
     text = "\n".join(lines) + "\n"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)

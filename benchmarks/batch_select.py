@@ -46,7 +46,7 @@ def main():
     batch = adata.obs["batch"].to_numpy().astype(str)
     t_cell = X[:, list(adata.var["marker"][markers]).index("CD3")] > 2
     rows = []
-    for seed, (model_name, model_kwargs), (learn, score) in itertools.product(
+    for seed, (model_name, model_kwargs), (learn, _scored) in itertools.product(
         args.seeds, MODELS.items(), [("T cells", "other cells"), ("other cells", "T cells")]
     ):
         adata.obs["learn"] = t_cell if learn == "T cells" else ~t_cell

@@ -37,6 +37,7 @@ import torch
 
 import sc_neuronedit as sne
 from sc_neuronedit import metrics
+from sc_neuronedit._anndata import group_weights
 
 COND, DONOR, CTRL, STIM = "condition", "patient_id", "Ref", "BCRXL"
 POPS = ("B", "T", "other")
@@ -68,7 +69,7 @@ def baselines(X, donor, cond, patient) -> dict[str, np.ndarray]:
                ctrl, X[src], X[tgt], source_groups=donor[src], target_groups=donor[tgt])}
     # Neuron editing without the autoencoder: the same per-dimension quantile
     # edit, with each training patient weighing equally, on the markers themselves.
-    w = lambda m: torch.as_tensor(1.0 / pd.Series(donor[m]).map(pd.Series(donor[m]).value_counts()).to_numpy())
+    w = lambda m: torch.as_tensor(group_weights(donor[m]))  # every donor weighs the same
     edit = sne.fit_quantile_edit(torch.as_tensor(X[src], dtype=torch.float64),
                                  torch.as_tensor(X[tgt], dtype=torch.float64),
                                  source_weights=w(src), target_weights=w(tgt))

@@ -11,4 +11,5 @@ from ._model import Edit, NeuronEditor
 
 __version__ = "0.1.0"
 
-__all__ = ["Edit", "NeuronEditor", "QuantileEdit", "datasets", "fit_quantile_edit", "metrics", "pl", "pp", "tl"]
+__all__ = ["Edit", "NeuronEditor", "QuantileEdit", "datasets", "fit_quantile_edit", "metrics", "pl", "pp",
+           "tl"]

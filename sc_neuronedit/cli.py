@@ -289,7 +289,8 @@ def main(argv=None) -> int:
 
     b = sub.add_parser(
         "batch-correct", help="remove batch effects learned from a reference sample run in every batch",
-        description=BATCH_DESCRIPTION, epilog=BATCH_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=BATCH_DESCRIPTION, epilog=BATCH_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("input", help="input .h5ad")
     b.add_argument("output", help="output .h5ad (not the input file)")
     b.add_argument("--batch-key", required=True, metavar="COLUMN", help=".obs column of batches")

@@ -73,7 +73,8 @@ def test_sparse_input_keeps_sparse_layer(toy_adata):
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        (dict(condition_key="treatment"), KeyError, "'treatment' is not a column.*available: cell_type, condition"),
+        (dict(condition_key="treatment"), KeyError,
+         "'treatment' is not a column.*available: cell_type, condition"),
         (dict(control="ctrl"), ValueError, r"\['ctrl'\] not found.*available: control, treated"),
         (dict(predict_for="Z"), ValueError, r"\['Z'\] not found"),
         (dict(groupby="celltype"), KeyError, "'celltype' is not a column"),

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-
 from ..metrics._distribution import _dense
 from ._common import new_axes, result
 

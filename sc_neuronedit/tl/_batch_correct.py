@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 import torch
 
 from .. import _anndata as _ad
@@ -76,7 +75,9 @@ def batch_correct(
         zero count stays zero under the multiplicative intensity change that a
         batch effect is, but a decoder spreads the point mass at zero into a
         cloud, which inflates the spread of markers that most cells lack.
-    key_added, inplace, decode, n_quantiles, max_epochs, model_kwargs, train_kwargs, device, random_state, progress
+    key_added, inplace, decode, n_quantiles
+        As in :func:`neuron_edit`.
+    max_epochs, model_kwargs, train_kwargs, device, random_state, progress
         As in :func:`neuron_edit`.
 
     Returns

@@ -70,7 +70,9 @@ def predict_combination(
         ``obs[f"{key_added}_route"]`` and ``uns[key_added]``.
     n_resamples, bliss_quantile
         As in :func:`synergy` (used only with ``combination``).
-    decode, n_quantiles, max_epochs, model, model_kwargs, train_kwargs, device, random_state, progress
+    decode, n_quantiles, max_epochs, model
+        As in :func:`neuron_edit`.
+    model_kwargs, train_kwargs, device, random_state, progress
         As in :func:`neuron_edit`.
 
     Returns
@@ -178,7 +180,9 @@ def synergy(
         reused; each rerun relearns the edits).
     bliss_quantile
         Control quantile that defines a responding cell.
-    layer, mask_var, key_added, decode, n_quantiles, max_epochs, model, model_kwargs, train_kwargs, device, random_state, progress
+    layer, mask_var, key_added, decode, n_quantiles
+        As in :func:`predict_combination`.
+    max_epochs, model, model_kwargs, train_kwargs, device, random_state, progress
         As in :func:`predict_combination`.
 
     Returns
