@@ -7,9 +7,10 @@ target population, apply them to another population and decode
 
 from . import datasets, metrics, pl, pp, tl
 from ._edit import QuantileEdit, fit_quantile_edit
+from ._fcs import read_fcs
 from ._model import Edit, NeuronEditor
 
 __version__ = "0.1.0"
 
 __all__ = ["Edit", "NeuronEditor", "QuantileEdit", "datasets", "fit_quantile_edit", "metrics", "pl", "pp",
-           "tl"]
+           "read_fcs", "tl"]
