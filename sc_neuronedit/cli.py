@@ -1,4 +1,4 @@
-"""Command line: ``neuronedit demo``, ``neuronedit predict`` and ``neuronedit batch-correct``."""
+"""Command line: ``neuronedit demo``, ``predict``, ``batch-correct`` and ``combination``."""
 
 from __future__ import annotations
 
@@ -263,6 +263,53 @@ exit status: 0 success, 2 usage or input error (message on stderr)
 """
 
 
+def _combination(args) -> int:
+    import sc_neuronedit as sne
+
+    _check_output(args.input, args.output)
+    adata = _read_input(args.input)
+    values = {name: _obs_value(adata, args.condition_key, text, f"--{name.replace('_', '-')}")
+              for name, text in (("control", args.control), ("drug_a", args.drug_a),
+                                 ("drug_b", args.drug_b), ("combination", args.combination))
+              if text is not None}
+    if args.layer is not None and args.layer not in adata.layers:
+        raise KeyError(f"--layer: {args.layer!r} is not a layer of the input; "
+                       f"available: {_shown(adata.layers.keys()) or '(none)'}.")
+    sne.tl.predict_combination(
+        adata, args.condition_key, **values, layer=args.layer, mask_var=_var_mask(adata, args),
+        key_added=args.key_added, n_resamples=args.n_resamples, max_epochs=args.max_epochs,
+        random_state=args.seed,
+    )
+    _write_atomic(adata, args.output)
+    res, key = adata.uns[args.key_added], args.key_added
+    print(f"routes agree: energy distance between them = "
+          f"{res['agreement']['route_energy_ratio']:.2f} x the single-drug effect size")
+    if "summary" in res:
+        row = res["summary"].iloc[0]
+        top = res["mean_shift"].iloc[0].abs().sort_values(ascending=False).index[:5]
+        print(f"synergy of {res['summary'].index[0]}: energy score {row['energy_score']:.2f}, "
+              f"p = {row['pvalue']:.2g} (Bonferroni over features)")
+        for f in top:
+            print(f"  {f:12s} observed - predicted {res['mean_shift'].iloc[0][f]:+.3f}  "
+                  f"q = {res['qvalue'].iloc[0][f]:.2g}  Bliss excess {res['bliss_excess'].iloc[0][f]:+.2f}")
+    print(f"wrote {args.output}: layers[{key!r}], obs['{key}_edited'], obs['{key}_route'], uns[{key!r}]")
+    return 0
+
+
+COMBINATION_EXAMPLE = """\
+example (control, two single drugs and their measured combination in .obs['condition']):
+
+  neuronedit combination screen.h5ad predicted.h5ad --condition-key condition \\
+      --control DMSO --drug-a drugA --drug-b drugB --combination drugA+drugB
+
+without --combination only the no-interaction prediction is written; with it,
+uns[KEY] also holds the synergy tables (mean_shift, median_shift, pvalue, qvalue,
+bliss_excess; summary per combination).
+
+exit status: 0 success, 2 usage or input error (message on stderr)
+"""
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="neuronedit", description="Neuron editing for single-cell data.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -319,6 +366,28 @@ def main(argv=None) -> int:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--max-epochs", type=int, default=None, metavar="N", help="default: the package default")
     b.set_defaults(func=_batch_correct)
+
+    c = sub.add_parser(
+        "combination", help="predict a drug combination from the single drugs; score synergy",
+        epilog=COMBINATION_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("input", help="input .h5ad")
+    c.add_argument("output", help="output .h5ad (not the input file)")
+    c.add_argument("--condition-key", required=True, metavar="COLUMN")
+    c.add_argument("--control", required=True)
+    c.add_argument("--drug-a", required=True)
+    c.add_argument("--drug-b", required=True)
+    c.add_argument("--combination", default=None, help="the measured combination, if any")
+    c.add_argument("--layer", default=None)
+    cm = c.add_mutually_exclusive_group()
+    cm.add_argument("--mask-var", default=None, metavar="COLUMN", help="True/False .var column")
+    cm.add_argument("--var-nonempty", default=None, metavar="COLUMN",
+                    help="features whose .var[COLUMN] is not empty")
+    c.add_argument("--key-added", default="combination", metavar="KEY")
+    c.add_argument("--n-resamples", type=int, default=100, metavar="N",
+                   help="bootstrap reruns for the p-values (default: %(default)s)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--max-epochs", type=int, default=None, metavar="N")
+    c.set_defaults(func=_combination)
 
     args = p.parse_args(argv)
     try:

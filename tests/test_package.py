@@ -183,3 +183,18 @@ def test_cli_write_is_atomic(tmp_path, monkeypatch):
     _write_atomic(adata, out)
     assert ad.read_h5ad(out).shape == (3, 2)
     assert [p.name for p in tmp_path.iterdir()] == ["o.h5ad"]
+
+
+def test_cli_combination_scores_synergy(tmp_path, capsys):
+    import anndata as ad
+    from test_combination import drugs
+
+    src, out = tmp_path / "in.h5ad", tmp_path / "out.h5ad"
+    drugs(1.0, n=100).write_h5ad(src)
+    args = ["combination", str(src), str(out), "--condition-key", "condition", "--control", "ctrl",
+            "--drug-a", "A", "--drug-b", "B", "--max-epochs", "3", "--n-resamples", "5"]
+    assert main([*args, "--combination", "AB"]) == 0
+    assert "synergy of AB" in capsys.readouterr().out
+    assert "summary" in ad.read_h5ad(out).uns["combination"]
+    assert main([*args[:-4], "--combination", "AC", "--max-epochs", "1"]) == 2
+    assert "'AC' is not a value of .obs['condition']" in capsys.readouterr().err
