@@ -75,9 +75,8 @@ def synergy_table(observed, predicted, replicates, route_gap, features) -> pd.Da
     replicates
         Replicates x features: the prediction's mean per feature when the
         whole pipeline (cells -> edits -> prediction) is rerun on resampled
-        cells. Their spread is the prediction's sampling error.
-    observed_replicates
-        Replicates x features: the observed mean over resampled cells.
+        cells. Their spread is the prediction's sampling error; the observed
+        mean's standard error comes from ``observed`` itself.
     route_gap
         Per feature, the mean of one route's prediction minus the other's
         (A's edit on B cells vs B's edit on A cells). Without interaction

@@ -189,8 +189,9 @@ def synergy(
     -------
     ``None``. Sets ``adata.uns[key_added]``: ``params``, ``history``,
     ``summary`` (DataFrame, combination x score) and DataFrames combination
-    x feature: ``mean_shift``, ``median_shift``, ``pvalue``, ``qvalue``,
-    ``bliss_excess``.
+    x feature: ``mean_shift``, ``median_shift``, ``z``, ``se`` (the null's
+    standard error), ``route_gap`` (mean of one route minus the other),
+    ``pvalue``, ``qvalue``, ``bliss_excess``.
     """
     if not isinstance(combinations, Mapping) or not combinations:
         raise ValueError('combinations must be a non-empty mapping {"A+B": ("A", "B"), ...}.')
@@ -259,10 +260,12 @@ class _Run:
         cells = self.cells[condition] if idx is None else self.cells[condition][idx]
         return take_rows(self.X, cells)
 
-    def _edit_onto(self, drug, cells_of, *, resample=None):
-        """Edit control -> ``drug`` applied to the cells of ``cells_of`` (optionally resampled)."""
-        pick = {c: None if resample is None else resample(len(self.cells[c]))
-                for c in (self.control, drug, cells_of)}
+    def _edit_onto(self, drug, cells_of, *, picks=None):
+        """Edit control -> ``drug`` applied to the cells of ``cells_of``.
+
+        ``picks`` (condition -> row positions) resamples the cells of each condition.
+        """
+        pick = {c: None if picks is None else picks[c] for c in (self.control, drug, cells_of)}
         edit = self.model.learn_edit(self.rows(self.control, pick[self.control]),
                                      self.rows(drug, pick[drug]), n_quantiles=self.n_quantiles,
                                      residual=self.decode == "edited_residual",
@@ -319,8 +322,11 @@ class _Run:
             observed = self._scored(self.rows(label))
             replicates = []
             for _ in range(n_resamples):
-                # The whole pipeline on resampled cells: both edits relearned, both routes.
-                means = [self._scored(self._edit_onto(d, o, resample=resample)[1]).mean(0)
+                # The whole pipeline on resampled cells: both edits relearned, both routes. The
+                # routes share one resample per condition, as the real routes share the cells:
+                # their errors are correlated, and independent resamples would halve the variance.
+                picks = {c: resample(len(self.cells[c])) for c in (self.control, a, b)}
+                means = [self._scored(self._edit_onto(d, o, picks=picks)[1]).mean(0)
                          for d, o in ((a, b), (b, a))]
                 replicates.append(np.mean(means, axis=0))
             gap = self.agreement(routes, a, b)
@@ -329,6 +335,7 @@ class _Run:
             table["bliss_excess"] = bliss_excess(
                 self._scored(self.rows(self.control)), self._scored(self.rows(a)),
                 self._scored(self.rows(b)), observed, quantile=bliss_quantile)
+            table["route_gap"] = gap["mean_difference"]
             tables[label] = table
             summary[label] = {
                 "drug_a": a, "drug_b": b, "n_observed": len(observed),
@@ -339,7 +346,8 @@ class _Run:
                 "pvalue": min(1.0, float(table["pvalue"].min()) * len(table)),
             }
         wide = {col: pd.DataFrame({lab: t[col] for lab, t in tables.items()}).T
-                for col in ("mean_shift", "median_shift", "pvalue", "bliss_excess")}
+                for col in ("mean_shift", "median_shift", "z", "se", "route_gap", "pvalue",
+                            "bliss_excess")}
         wide["qvalue"] = pd.DataFrame(bh_adjust(wide["pvalue"].to_numpy()),
                                       index=wide["pvalue"].index, columns=wide["pvalue"].columns)
         for df in wide.values():
