@@ -182,3 +182,50 @@ def test_read_fcs_errors(tmp_path):
     small = sne.read_fcs(other)
     assert small.var_names.tolist() == ["FSC-A", "CD3"] and small.var["marker"].tolist() == ["", ""]
     np.testing.assert_array_equal(small.X, [[0, 1], [2, 3], [4, 5]])
+
+
+@pytest.mark.skipif(not (SHARED / "bodenmiller_bcrxl.h5ad").is_file(), reason="no converted BCRXL file")
+def test_bcrxl_combination_semisynthetic(monkeypatch):
+    from sc_neuronedit.datasets import _semisynthetic as syn
+
+    # the effect functions: A and B touch disjoint markers, so they commute; at gamma = 0 the
+    # combination is their composition, and gamma only moves pPlcg2 of T cells, by 0.5 gamma
+    names = pd.Index(["CD20", "CD3", "pS6", "pErk", "pp38", "pStat1", "pAkt", "pPlcg2"])
+    X = np.random.default_rng(0).normal(2, 1.5, (300, len(names))).astype(np.float32)
+    pop = syn.populations(X, names)
+    assert set(pop) == {"B", "T", "other"}
+    ab = syn.drug_b(syn.drug_a(X, names, pop), names, pop)
+    ba = syn.drug_a(syn.drug_b(X, names, pop), names, pop)
+    np.testing.assert_allclose(ab, ba, rtol=1e-6)
+    np.testing.assert_array_equal(syn.combination(X, names, pop, 0.0), ab)
+    diff = syn.combination(X, names, pop, 2.0) - ab
+    expected = np.zeros_like(diff)
+    expected[pop == "T", names.get_loc("pPlcg2")] = 1.0
+    np.testing.assert_allclose(diff, expected, atol=1e-6)
+
+    monkeypatch.setenv("SC_NEURONEDIT_DATA_DIR", str(SHARED))
+    null = sne.datasets.bcrxl_combination(0.0, n_cells=500, random_state=1)
+    synergy = sne.datasets.bcrxl_combination(1.0, n_cells=500, random_state=1)
+    assert null.shape == (2000, 24) and null.X.dtype == np.float32
+    assert null.obs["condition"].cat.categories.tolist() == ["control", "A", "B", "A+B"]
+    assert null.obs["condition"].value_counts().eq(500).all()
+    assert null.obs_names.is_unique  # four disjoint groups of real cells
+    assert null.obs_names.equals(synergy.obs_names)  # same split at every gamma
+    full = sne.datasets.bodenmiller_bcrxl()
+    ref = full[null.obs_names]
+    assert (ref.obs["condition"] == "Ref").all()
+    X0 = np.arcsinh(np.asarray(ref.X, dtype=np.float32) / 5)
+    pop = syn.populations(X0, null.var_names)
+    assert (null.obs["population"].to_numpy() == pop).all()
+    cond = null.obs["condition"].to_numpy()
+    for c, f in {"control": lambda M, p: M, "A": lambda M, p: syn.drug_a(M, null.var_names, p),
+                 "B": lambda M, p: syn.drug_b(M, null.var_names, p),
+                 "A+B": lambda M, p: syn.drug_a(syn.drug_b(M, null.var_names, p), null.var_names, p)}.items():
+        m = cond == c
+        np.testing.assert_allclose(null.X[m], f(X0[m], pop[m]), rtol=1e-6)
+    shift = synergy.X - null.X
+    moved = (cond == "A+B")[:, None] & (pop == "T")[:, None] & (null.var_names == "pPlcg2")[None, :]
+    np.testing.assert_allclose(shift[moved], 0.5, atol=1e-5)
+    assert not shift[~moved].any()
+    with pytest.raises(ValueError, match="n_cells"):
+        sne.datasets.bcrxl_combination(n_cells=2000)
