@@ -88,6 +88,8 @@ def test_synergy_heatmap(tmp_path):
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["AB"]
     assert len(ax.collections[0].get_offsets()) >= 1  # the interaction's dot
+    assert ax.get_title(loc="left") == "dots: q < 0.05"
+    assert sne.pl.synergy(adata, vmax=2.0).axes[0].images[0].get_clim() == (-2.0, 2.0)
     fig.savefig(tmp_path / "synergy.png", dpi=100)
     with pytest.raises(ValueError, match="score must be one of"):
         sne.pl.synergy(adata, score="z")

@@ -6,7 +6,7 @@ from ._common import result
 
 
 def synergy(adata, key: str = "synergy", *, score: str = "mean_shift", alpha: float = 0.05,
-            ax=None):
+            vmax: float | None = None, ax=None):
     """Heatmap of a synergy score, combination x feature; dots mark q < ``alpha``.
 
     Parameters
@@ -21,6 +21,9 @@ def synergy(adata, key: str = "synergy", *, score: str = "mean_shift", alpha: fl
         colours centred on 0, red = more than the no-interaction prediction.
     alpha
         Features whose q-value is below this get a dot.
+    vmax
+        Colour scale limit (symmetric around 0); default the table's largest
+        absolute value. Give the same value to compare several runs.
     ax
         Axes to draw into; default a new figure.
     """
@@ -40,18 +43,17 @@ def synergy(adata, key: str = "synergy", *, score: str = "mean_shift", alpha: fl
         fig, ax = plt.subplots(figsize=(max(4.5, 0.32 * n_cols + 2.5), max(3.0, 0.45 * n_rows + 1.8)))
     else:
         fig = ax.figure
-    limit = float(np.nanmax(np.abs(values))) or 1.0
+    limit = vmax if vmax is not None else (float(np.nanmax(np.abs(values))) or 1.0)
     image = ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
     rows, cols = np.nonzero(q.to_numpy(dtype=float) < alpha)
-    ax.scatter(cols, rows, s=10, c="black", marker="o", label=f"q < {alpha:g}")
+    ax.scatter(cols, rows, s=10, c="black", marker="o")
     ax.set_xticks(range(n_cols), table.columns, rotation=90, fontsize=8)
     ax.set_yticks(range(n_rows), table.index, fontsize=9)
     ax.set_xlabel("feature")
     label = ("Bliss excess\n(share of cells)" if score == "bliss_excess"
              else f"{score.replace('_', ' ')}\n(observed − predicted)")
     fig.colorbar(image, ax=ax, label=label, shrink=0.9)
-    if len(rows):
-        ax.legend(loc="upper left", bbox_to_anchor=(0, -0.35 if n_cols > 10 else -0.2),
-                  frameon=False, fontsize=8)
+    ax.set_title(f"dots: q < {alpha:g}" if len(rows) else f"no feature with q < {alpha:g}",
+                 fontsize=9, loc="left")
     fig.tight_layout()
     return fig
