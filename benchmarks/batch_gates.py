@@ -174,16 +174,24 @@ def main():
              "Volunteer 2's within-batch median difference from volunteer 1 varies over batches by "
              f"{donor_difference_spread(before, batch, ref):.3f} per marker (mean of max - min): "
              "a sample-level shift that a correction learned from volunteer 1 cannot see.", "",
-             "| method | batch EMD ↓ | MAD change ↓ | donor gap (keep) |", "|---|---|---|---|"]
+             ]
+    write_table(agg, lines, args.out)
+
+
+def write_table(agg: pd.DataFrame, lines: list[str], out) -> None:
+    """Append the scores table (mean ± sd over runs) to ``lines``; print and write to ``out``."""
+    lines = [*lines, "| method | batch EMD ↓ | MAD change ↓ | donor gap (keep) |", "|---|---|---|---|"]
+
     def cell(r, c):
         sd = r[(c, "std")]
-        return f"{r[(c, 'mean')]:.3f}" + (f" ± {sd:.3f}" if sd == sd else "")  # NaN: one run
+        return f"{r[(c, 'mean')]:.3f}" + (f" ± {sd:.3f}" if pd.notna(sd) else "")  # NaN: one run
 
     for m, r in agg.iterrows():
-        lines.append(f"| {m} | " + " | ".join(cell(r, c) for c in cols) + " |")
+        lines.append(f"| {m} | " + " | ".join(cell(r, c) for c in ("batch_emd", "mad_change", "donor_gap"))
+                     + " |")
     text = "\n".join(lines) + "\n"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text)
     print(text)
 
 

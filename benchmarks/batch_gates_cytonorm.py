@@ -41,7 +41,7 @@ import pandas as pd
 import sc_neuronedit as sne
 
 sys.path.insert(0, str(Path(__file__).parent))  # batch_gates.py: same markers, same scores
-from batch_gates import marker_mask, scores
+from batch_gates import marker_mask, scores, write_table
 
 
 def cytonorm(adata: ad.AnnData, channels: list[str], n_clusters: int, seed: int,
@@ -98,18 +98,7 @@ def main():
               "marker channels, volunteer 2 scored, CytoNorm trained on volunteer 1 only (goal: mean "
               f"of the batches' quantiles, 99 quantiles); FlowSOM seeds {args.seeds}. Same scores as "
               "batch_gates.md.")
-    lines = ["# Gates reference-sample batch correction: CytoNorm", "", header, "",
-             "| method | batch EMD ↓ | MAD change ↓ | donor gap (keep) |", "|---|---|---|---|"]
-
-    def cell(r, c):  # std is NaN for single-run rows
-        return f"{r[(c, 'mean')]:.3f}" + (f" ± {r[(c, 'std')]:.3f}" if pd.notna(r[(c, 'std')]) else "")
-
-    for m, r in agg.iterrows():
-        lines.append(f"| {m} | " + " | ".join(cell(r, c) for c in cols) + " |")
-    text = "\n".join(lines) + "\n"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
-    print(text)
+    write_table(agg, ["# Gates reference-sample batch correction: CytoNorm", "", header, ""], args.out)
 
 
 if __name__ == "__main__":

@@ -310,6 +310,17 @@ exit status: 0 success, 2 usage or input error (message on stderr)
 """
 
 
+def _add_feature_options(parser) -> None:
+    """--mask-var / --var-nonempty, read by :func:`_var_mask`."""
+    m = parser.add_mutually_exclusive_group()
+    m.add_argument("--mask-var", default=None, metavar="COLUMN",
+                   help="True/False .var column: features the model sees; the others pass "
+                        "through unchanged (default: all features)")
+    m.add_argument("--var-nonempty", default=None, metavar="COLUMN",
+                   help="use the features whose .var[COLUMN] is not empty, e.g. channels with a "
+                        "marker name; the others pass through unchanged")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="neuronedit", description="Neuron editing for single-cell data.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -353,13 +364,7 @@ def main(argv=None) -> int:
     b.add_argument("--arcsinh", type=float, default=None, metavar="COFACTOR",
                    help="first write layers['arcsinh'] = arcsinh(x / COFACTOR) of the input "
                         "and correct that (5 for CyTOF, ~150 for flow)")
-    m = b.add_mutually_exclusive_group()
-    m.add_argument("--mask-var", default=None, metavar="COLUMN",
-                   help="True/False .var column: features the model sees; the others pass "
-                        "through unchanged (default: all features)")
-    m.add_argument("--var-nonempty", default=None, metavar="COLUMN",
-                   help="use the features whose .var[COLUMN] is not empty, e.g. channels with a "
-                        "marker name; the others pass through unchanged")
+    _add_feature_options(b)
     b.add_argument("--min-reference-cells", type=int, default=50, metavar="N",
                    help="fewer reference cells in a batch is an error (default: %(default)s)")
     b.add_argument("--key-added", default="batch_corrected", metavar="KEY", help="default: %(default)s")
@@ -378,10 +383,7 @@ def main(argv=None) -> int:
     c.add_argument("--drug-b", required=True)
     c.add_argument("--combination", default=None, help="the measured combination, if any")
     c.add_argument("--layer", default=None)
-    cm = c.add_mutually_exclusive_group()
-    cm.add_argument("--mask-var", default=None, metavar="COLUMN", help="True/False .var column")
-    cm.add_argument("--var-nonempty", default=None, metavar="COLUMN",
-                    help="features whose .var[COLUMN] is not empty")
+    _add_feature_options(c)
     c.add_argument("--key-added", default="combination", metavar="KEY")
     c.add_argument("--n-resamples", type=int, default=100, metavar="N",
                    help="bootstrap reruns for the p-values (default: %(default)s)")
