@@ -16,17 +16,6 @@ from .metrics._distribution import _dense, energy_distance
 ENERGY_MAX_CELLS = 2000
 
 
-def bh_adjust(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (q-values), same shape as ``p``."""
-    flat = np.asarray(p, dtype=float).ravel()
-    order = np.argsort(flat)
-    ranked = flat[order] * len(flat) / np.arange(1, len(flat) + 1)
-    q = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty_like(flat)
-    out[order] = np.minimum(q, 1.0)
-    return out.reshape(np.shape(p))
-
-
 def subsampled_energy(X, Y, *, random_state: int = 0) -> float:
     """Energy distance on at most :data:`ENERGY_MAX_CELLS` cells per side."""
     rng = np.random.default_rng(random_state)

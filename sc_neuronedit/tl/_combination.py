@@ -6,11 +6,12 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .. import _anndata as _ad
 from .._matrix import take_rows
 from .._model import NeuronEditor
-from .._synergy import bh_adjust, bliss_excess, subsampled_energy, synergy_table
+from .._synergy import bliss_excess, subsampled_energy, synergy_table
 from ._neuron_edit import trained_model
 from ._results import check_key_added, to_uns, warn_outside, write_result
 
@@ -348,7 +349,9 @@ class _Run:
         wide = {col: pd.DataFrame({lab: t[col] for lab, t in tables.items()}).T
                 for col in ("mean_shift", "median_shift", "z", "se", "route_gap", "pvalue",
                             "bliss_excess")}
-        wide["qvalue"] = pd.DataFrame(bh_adjust(wide["pvalue"].to_numpy()),
+        # Benjamini-Hochberg over every combination and feature at once.
+        p = wide["pvalue"].to_numpy()
+        wide["qvalue"] = pd.DataFrame(stats.false_discovery_control(p.ravel()).reshape(p.shape),
                                       index=wide["pvalue"].index, columns=wide["pvalue"].columns)
         for df in wide.values():
             df.index.name, df.columns.name = "combination", None
