@@ -24,8 +24,10 @@ def test_plots_draw_from_a_result(result):
     assert len(fig.axes[0].lines) == 3  # training, validation, kept epoch
     fig = sne.pl.edit_curves(result, n_neurons=4)
     assert sum(ax.get_visible() for ax in fig.axes) == 4
-    fig = sne.pl.mean_scatter(result, highlight=["g0", "g1"])
-    assert "r²" in fig.axes[0].get_title()
+    fig = sne.pl.reg_mean(result, labels=["g0", "g1"], n_degs=5)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend[0].startswith("control, no change (r² ") and "top 5 DEGs" in legend[2]
+    assert [t.get_text() for t in fig.axes[0].texts] == ["g0", "g1"]
     fig = sne.pl.distributions(result, ["g0", "g7"])
     assert len(fig.axes) == 2
     plt.close("all")
@@ -73,3 +75,30 @@ def test_batch_densities_names_what_is_missing(corrected):
         sne.pl.batch_densities(corrected, ["g0"], key="nope")
     with pytest.raises(ValueError, match="batches \\['z'\\] not in"):
         sne.pl.batch_densities(corrected, ["g0"], batches=["z"])
+
+
+def test_every_plot_takes_ax_show_and_save(result, corrected, tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda: shown.append(True))
+    calls = {
+        "loss": (sne.pl.loss, (result,), {}, 1),
+        "edit_curves": (sne.pl.edit_curves, (result,), {"n_neurons": 2}, 2),
+        "reg_mean": (sne.pl.reg_mean, (result,), {"n_degs": 5}, 1),
+        "distributions": (sne.pl.distributions, (result, ["g0", "g1", "g2"]), {}, 3),
+        "batch_densities": (sne.pl.batch_densities, (corrected, ["g0"]), {}, 4),
+    }
+    for name, (func, args, kwargs, n_panels) in calls.items():
+        fig, axes = plt.subplots(1, n_panels + 1)
+        assert func(*args, **kwargs, ax=axes[1:] if n_panels > 1 else axes[1]) is fig
+        assert axes[1].has_data() and not axes[0].has_data(), name  # drew where it was told
+        path = tmp_path / f"{name}.png"
+        assert func(*args, **kwargs, save=path, show=True) is None
+        assert path.stat().st_size > 1000 and len(shown) == 1, name
+        shown.clear()
+        with pytest.raises(ValueError, match=f"ax= must be .*{n_panels} Axes"):
+            func(*args, **kwargs, ax=axes if n_panels > 1 else list(axes))
+        plt.close("all")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        sne.pl.loss(result, save=tmp_path / "no" / "loss.png")

@@ -1,9 +1,10 @@
-"""Plots (matplotlib). Each function returns its figure; nothing is shown or saved."""
+"""Plots (matplotlib). Each function takes ``ax=``, ``show=`` and ``save=`` and
+returns its figure, like scanpy's plotting functions."""
 
 from ._batch import batch_densities
 from ._edit import edit_curves
-from ._prediction import distributions, mean_scatter
+from ._prediction import distributions, reg_mean
 from ._synergy import synergy
 from ._training import loss
 
-__all__ = ["batch_densities", "distributions", "edit_curves", "loss", "mean_scatter", "synergy"]
+__all__ = ["batch_densities", "distributions", "edit_curves", "loss", "reg_mean", "synergy"]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..metrics._distribution import _dense
-from ._common import result
+from ._common import documented, finish, panels, result
 
 #: Grid points of each marker's density curves.
 _N_GRID = 512
@@ -94,8 +94,10 @@ def _kde(x: np.ndarray, grid: np.ndarray, h: float) -> np.ndarray:
     return np.convolve(counts, kernel)[half:half + len(grid)] / len(x)
 
 
+@documented
 def batch_densities(adata, markers: Sequence[str] | str, key: str = "batch_corrected", *,
-                    batches: Sequence | None = None, layer: str | None = None):
+                    batches: Sequence | None = None, layer: str | None = None,
+                    ax=None, show: bool | None = None, save=None):
     """Per-marker densities of each batch, before and after batch correction.
 
     One row per marker and four columns: the reference cells before and after
@@ -123,6 +125,21 @@ def batch_densities(adata, markers: Sequence[str] | str, key: str = "batch_corre
         categories of ``adata.obs[batch_key]`` (sorted if it is not categorical).
     layer
         Layer of the values before correction; default the run's input layer.
+    {common_params}
+        With ``ax``, give 4 axes per marker (e.g. an array of shape
+        ``(n_markers, 4)``); the batch legend is then left out.
+
+    Returns
+    -------
+    The figure, or ``None`` with ``show=True``.
+
+    Examples
+    --------
+    >>> cytof = sne.datasets.cytonorm_gates()
+    >>> sne.pp.arcsinh(cytof, 5)
+    >>> sne.tl.batch_correct(cytof, "batch", reference_key="reference",
+    ...     reference_value=True, layer="arcsinh", mask_var="marker_channel")
+    >>> sne.pl.batch_densities(cytof, ["CD3", "CD19"], save="densities.png")
     """
     import matplotlib.pyplot as plt
 
@@ -156,15 +173,16 @@ def batch_densities(adata, markers: Sequence[str] | str, key: str = "batch_corre
         levels = batches
     reference = _reference_mask(adata, params)
     # (values, cells) of each panel, in the order of _COLUMNS
-    panels = [(before, reference), (after, reference), (before, ~reference), (after, ~reference)]
+    views = [(before, reference), (after, reference), (before, ~reference), (after, ~reference)]
     palette = plt.get_cmap("tab10" if len(levels) <= 10 else "tab20").colors
     colors = [palette[i % len(palette)] for i in range(len(levels))]
 
     nrows = len(markers)
-    fig, axes = plt.subplots(nrows, 4, figsize=(10.5, 1.9 * nrows + 0.9), sharey="row",
-                             squeeze=False, layout="constrained")
+    fig, flat, created = panels(ax, 4 * nrows, ncols=4, panel_size=(2.625, 1.9 + 0.9 / nrows),
+                                layout="constrained")
+    axes = flat.reshape(nrows, 4)
     for r, label in enumerate(labels):
-        samples = [[values[cells & (batch == b), r] for b in levels] for values, cells in panels]
+        samples = [[values[cells & (batch == b), r] for b in levels] for values, cells in views]
         pooled = np.concatenate([x for panel in samples for x in panel])
         lo, hi = np.percentile(pooled, [0.5, 99.5]) if len(pooled) else (0.0, 1.0)
         span = max(hi - lo, 1e-6)
@@ -185,7 +203,6 @@ def batch_densities(adata, markers: Sequence[str] | str, key: str = "batch_corre
                 ax.text(0.98, 0.95, f"zeros: {share}", transform=ax.transAxes, ha="right",
                         va="top", color="dimgrey", fontsize=7)
             ax.set_xlim(grid[0], grid[-1])
-            ax.set_ylim(bottom=0)
             ax.tick_params(labelsize=7)
             ax.spines[["top", "right"]].set_visible(False)
             if r == 0:
@@ -193,9 +210,15 @@ def batch_densities(adata, markers: Sequence[str] | str, key: str = "batch_corre
             if r == nrows - 1:
                 ax.set_xlabel(layer or "X", fontsize=8)
         axes[r, 0].set_ylabel(f"{label}\ndensity", fontsize=8)
+        top = max(a.get_ylim()[1] for a in axes[r])  # one y scale per row, as sharey would
+        for a in axes[r]:
+            a.set_ylim(0, top)
+            if a is not axes[r, 0]:
+                a.tick_params(labelleft=False)
 
-    handles = [plt.Line2D([], [], color=color, lw=2) for color in colors]
-    legend_rows = -(-len(levels) // 8)  # at most 8 entries a row, rows filled evenly
-    fig.legend(handles, levels, title=params["batch_key"], loc="outside upper center",
-               ncols=-(-len(levels) // legend_rows), frameon=False, fontsize=8, title_fontsize=8)
-    return fig
+    if created:
+        handles = [plt.Line2D([], [], color=color, lw=2) for color in colors]
+        legend_rows = -(-len(levels) // 8)  # at most 8 entries a row, rows filled evenly
+        fig.legend(handles, levels, title=params["batch_key"], loc="outside upper center",
+                   ncols=-(-len(levels) // legend_rows), frameon=False, fontsize=8, title_fontsize=8)
+    return finish(fig, show=show, save=save)

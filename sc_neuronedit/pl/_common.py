@@ -1,5 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+
+#: Resolution of files written with ``save=``.
+SAVE_DPI = 150
+
 
 def result(adata, key: str) -> dict:
     if key not in adata.uns:
@@ -11,10 +18,68 @@ def result(adata, key: str) -> dict:
     return adata.uns[key]
 
 
-def new_axes(ax, figsize):
+def panels(ax, n: int, *, ncols: int, panel_size: tuple[float, float], **subplots_kw):
+    """The figure and ``n`` axes to draw into: the user's ``ax`` or a new grid.
+
+    ``ax`` may be one Axes (when ``n == 1``) or any array-like of ``n`` Axes,
+    so that a multi-panel plot can go into a figure the user laid out. A new
+    grid hides the panels it does not need.
+
+    Returns
+    -------
+    ``(fig, axes, created)`` with ``axes`` an object array of shape ``(n,)``.
+    """
     import matplotlib.pyplot as plt
+    from matplotlib.axes import Axes
 
     if ax is None:
-        fig, ax = plt.subplots(figsize=figsize)
-        return fig, ax
-    return ax.figure, ax
+        ncols = max(1, min(ncols, n))
+        nrows = -(-n // ncols)
+        fig, grid = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows),
+                                 squeeze=False, **subplots_kw)
+        for extra in grid.flat[n:]:
+            extra.set_visible(False)
+        return fig, grid.ravel()[:n], True
+    given = np.asarray([ax] if isinstance(ax, Axes) else ax, dtype=object).ravel()
+    if len(given) != n or not all(isinstance(a, Axes) for a in given):
+        raise ValueError(f"ax= must be {'one Axes or ' if n == 1 else ''}{n} Axes (one per panel), "
+                         f"got {len(given)} item(s); or leave ax=None for a new figure.")
+    return given[0].figure, given, False
+
+
+def finish(fig, *, show: bool | None, save, tight: bool = False):
+    """Lay out, save and show ``fig`` like scanpy's plotting functions.
+
+    ``save`` is a file path (the format follows its suffix). With ``show=True``
+    the figure is shown and ``None`` returned; otherwise the figure is returned.
+    """
+    import matplotlib.pyplot as plt
+
+    if tight:
+        fig.tight_layout()
+    if save is not None:
+        path = Path(save)
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"save={str(save)!r}: the folder {str(path.parent)!r} does not exist.")
+        fig.savefig(path, dpi=SAVE_DPI, bbox_inches="tight")
+    if show:
+        plt.show()
+        return None
+    return fig
+
+
+#: numpydoc text of the three options every plotting function takes.
+COMMON_PARAMS = """ax
+        Axes to draw into (one per panel); default a new figure.
+    show
+        Show the figure (``plt.show()``) and return ``None``; by default the
+        figure is returned and Jupyter displays it.
+    save
+        File path to save the figure to (format from the suffix, e.g. ``.png``,
+        ``.pdf``), at 150 dpi."""
+
+
+def documented(func):
+    """Put :data:`COMMON_PARAMS` where ``func``'s docstring says ``{common_params}``."""
+    func.__doc__ = func.__doc__.replace("{common_params}", COMMON_PARAMS)
+    return func

@@ -2,15 +2,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import result
+from ._common import documented, finish, panels, result
 
 
-def edit_curves(adata, key: str = "predicted_perturbation", *, n_neurons: int = 8):
+@documented
+def edit_curves(adata, key: str = "predicted_perturbation", *, n_neurons: int = 8,
+                ax=None, show: bool | None = None, save=None):
     """The learned shift ``Δ_j(a)`` of the neurons that move most.
 
     Each panel shows one neuron: the shift (target − source quantile) against
-    the source activation, with the range where the edited cells lie shaded by
-    their share outside the source range.
+    the source activation; the title gives the share of the edited cells'
+    activations outside the source range, where the shift is held constant.
 
     Parameters
     ----------
@@ -20,24 +22,29 @@ def edit_curves(adata, key: str = "predicted_perturbation", *, n_neurons: int = 
         The ``key_added`` of the run.
     n_neurons
         How many neurons to show, largest mean absolute shift first.
-    """
-    import matplotlib.pyplot as plt
+    {common_params}
 
+    Returns
+    -------
+    The figure, or ``None`` with ``show=True``.
+
+    Examples
+    --------
+    >>> sne.tl.predict_perturbation(adata, "condition", control="control",
+    ...     perturbed="stimulated", groupby="cell_type", predict_for="CD4T")
+    >>> sne.pl.edit_curves(adata, n_neurons=4)
+    """
     edit = result(adata, key)["edit"]
     src, tgt = np.asarray(edit["source_knots"]), np.asarray(edit["target_knots"])
     delta = tgt - src
     order = np.argsort(-np.abs(delta).mean(axis=0))[:n_neurons]
-    ncols = min(4, len(order))
-    nrows = int(np.ceil(len(order) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 2.4 * nrows), squeeze=False)
-    for ax, j in zip(axes.flat, order):
+    fig, axes, created = panels(ax, len(order), ncols=4, panel_size=(3.0, 2.4))
+    for ax, j in zip(axes, order):
         ax.plot(src[:, j], delta[:, j], color="C0")
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_title(f"neuron {j} ({edit['outside_fraction'][j]:.0%} outside)", fontsize=9)
         ax.set_xlabel("source activation", fontsize=8)
         ax.set_ylabel("shift", fontsize=8)
-    for ax in list(axes.flat)[len(order):]:
-        ax.set_visible(False)
-    fig.suptitle("Per-neuron edit: shift vs activation")
-    fig.tight_layout()
-    return fig
+    if created:
+        fig.suptitle("Per-neuron edit: shift vs activation")
+    return finish(fig, show=show, save=save, tight=created)

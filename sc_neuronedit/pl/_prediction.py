@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
+import numpy as np
+
 from ..metrics._distribution import _dense
-from ._common import new_axes, result
+from ._common import documented, finish, panels, result
 
 
 def _groups(adata, key: str, observed: dict | None):
@@ -12,57 +15,124 @@ def _groups(adata, key: str, observed: dict | None):
     edited = adata.obs[f"{key}_edited"].to_numpy()
     if observed is None:
         p = res["params"]
+        if "perturbed" not in p:
+            raise ValueError(f"adata.uns[{key!r}] is not from tl.predict_perturbation; give "
+                             "observed= (the real cells to compare with), e.g. "
+                             "{'condition': 'stimulated', 'cell_type': 'CD4T'}.")
         observed = {p["condition_key"]: p["perturbed"], p["groupby"]: list(p["predict_for"])}
     from .._anndata import resolve_selection
 
     return edited, resolve_selection(adata, observed, name="observed")
 
 
-def mean_scatter(adata, key: str = "predicted_perturbation", *, observed=None,
-                 highlight: Sequence[str] | None = None, layer: str | None = None, ax=None):
-    """Per-gene means of predicted vs observed perturbed cells, with r².
+def _feature_index(adata, genes: Sequence[str]) -> np.ndarray:
+    idx = adata.var_names.get_indexer(list(genes))
+    if (idx < 0).any():
+        missing = [g for g, i in zip(genes, idx) if i < 0]
+        raise KeyError(f"Not in adata.var_names: {missing}.")
+    return idx
+
+
+def _wilcoxon_up(real, ctrl, var_names, n: int) -> np.ndarray:
+    """Column index of the ``n`` genes most up in ``real`` vs ``ctrl`` (Wilcoxon, as scGen)."""
+    import anndata as ad
+    import pandas as pd
+    from scipy import sparse
+
+    from ..metrics import top_degs
+
+    stack = sparse.vstack if sparse.issparse(real) else np.vstack
+    groups = ["observed"] * real.shape[0] + ["control"] * ctrl.shape[0]
+    both = ad.AnnData(stack([real, ctrl]), obs=pd.DataFrame({"g": groups}, index=map(str, range(len(groups)))),
+                      var=pd.DataFrame(index=var_names))
+    with warnings.catch_warnings():  # scanpy's log fold changes (unused here) warn on negative values
+        warnings.simplefilter("ignore", RuntimeWarning)
+        degs = top_degs(both, "g", "observed", "control", n_genes=min(n, len(var_names)))
+    return var_names.get_indexer(degs)
+
+
+@documented
+def reg_mean(adata, key: str = "predicted_perturbation", *, observed=None,
+             degs: Sequence[str] | None = None, n_degs: int = 100, labels: int | Sequence[str] = 10,
+             layer: str | None = None, ax=None, show: bool | None = None, save=None):
+    """Per-gene means, predicted vs observed, with r² for all genes and for the DEGs.
+
+    The plot users know from scGen's ``reg_mean_plot``: one dot per gene, the
+    observed mean of the real perturbed cells on x, the predicted mean on y,
+    with the least-squares line. Grey dots are the control cells' own means
+    (the "no change" prediction), so the gain over doing nothing shows.
 
     Parameters
     ----------
     adata
         AnnData holding the result of :func:`~sc_neuronedit.tl.predict_perturbation`
-        (or another ``tl`` function, then give ``observed``).
+        (or of another ``tl`` function, then give ``observed``).
     key
         The ``key_added`` of the run.
     observed
         Selection of the real perturbed cells to compare with; by default the
-        perturbed cells of ``predict_for``.
-    highlight
-        Genes to label (e.g. the top DEGs).
+        perturbed cells of the run's ``predict_for`` groups.
+    degs
+        Genes for the second r²; by default the ``n_degs`` genes most
+        up-regulated in the observed vs the control cells (Wilcoxon).
+    n_degs
+        Number of DEGs when ``degs`` is not given.
+    labels
+        How many DEGs to label (highest ranked first), or the genes to label.
     layer
-        Layer of the observed values; default ``X``.
+        Layer of the observed and control values; default ``X``.
+    {common_params}
+
+    Returns
+    -------
+    The figure, or ``None`` with ``show=True``.
+
+    Examples
+    --------
+    >>> import sc_neuronedit as sne
+    >>> adata = sne.datasets.kang_pbmc()
+    >>> sne.tl.predict_perturbation(adata, "condition", control="control",
+    ...     perturbed="stimulated", groupby="cell_type", predict_for="CD4T")
+    >>> sne.pl.reg_mean(adata, labels=["ISG15", "IFI6", "IFIT1"], save="reg_mean.png")
     """
+    from scipy import stats
+
     from ..metrics import r2_means
 
     edited, obs_mask = _groups(adata, key, observed)
     X = adata.X if layer is None else adata.layers[layer]
-    pred = _dense(adata.layers[key][edited])
-    real = _dense(X[obs_mask])
-    ctrl = _dense(X[edited])
-    fig, ax = new_axes(ax, (4.2, 4.0))
-    ax.scatter(real.mean(0), ctrl.mean(0), s=4, c="lightgrey", label="control (no change)")
-    ax.scatter(real.mean(0), pred.mean(0), s=4, c="C0", label="predicted")
-    if highlight is not None:
-        idx = adata.var_names.get_indexer(list(highlight))
-        for g, i in zip(highlight, idx):
-            if i >= 0:
-                ax.annotate(g, (real[:, i].mean(), pred[:, i].mean()), fontsize=7)
-    lim = max(real.mean(0).max(), pred.mean(0).max()) * 1.05
-    ax.plot([0, lim], [0, lim], color="grey", lw=0.8)
-    ax.set(xlabel="observed mean", ylabel="predicted mean",
-           title=f"r² = {r2_means(pred, real):.3f} (control: {r2_means(ctrl, real):.3f})")
-    ax.legend(frameon=False, fontsize=8, markerscale=3)
-    fig.tight_layout()
-    return fig
+    pred, real, ctrl = adata.layers[key][edited], X[obs_mask], X[edited]
+    deg_idx = (_feature_index(adata, degs) if degs is not None
+               else _wilcoxon_up(real, ctrl, adata.var_names, n_degs))
+    label_idx = (deg_idx[:labels] if isinstance(labels, (int, np.integer))
+                 else _feature_index(adata, labels))
+    m_pred, m_real, m_ctrl = (_dense(m.mean(axis=0)).ravel() for m in (pred, real, ctrl))
+
+    fig, (ax,), created = panels(ax, 1, ncols=1, panel_size=(4.6, 4.4))
+    ax.scatter(m_real, m_ctrl, s=5, c="lightgrey", lw=0,
+               label=f"control, no change (r² {r2_means(ctrl, real):.2f})")
+    ax.scatter(m_real, m_pred, s=5, c="C0", lw=0, label=f"predicted (r² {r2_means(pred, real):.2f})")
+    ax.scatter(m_real[deg_idx], m_pred[deg_idx], s=9, c="C1", lw=0,
+               label=f"predicted, top {len(deg_idx)} DEGs (r² {r2_means(pred, real, deg_idx):.2f})")
+    top = max(m_real.max(), m_pred.max(), m_ctrl.max()) * 1.05
+    low = min(0.0, m_real.min(), m_pred.min())
+    ax.plot([low, top], [low, top], color="grey", lw=0.7, ls="--")
+    fit = stats.linregress(m_real, m_pred)
+    ax.plot([low, top], [fit.intercept + fit.slope * low, fit.intercept + fit.slope * top], color="C0", lw=1)
+    for i in label_idx:  # alternate sides so that neighbouring labels do not overlap
+        right = len(ax.texts) % 2 == 0
+        ax.annotate(adata.var_names[i], (m_real[i], m_pred[i]), xytext=(4 if right else -4, 2),
+                    textcoords="offset points", ha="left" if right else "right", fontsize=7)
+    what = "X" if layer is None else layer
+    ax.set(xlabel=f"observed mean ({what})", ylabel=f"predicted mean ({what})", xlim=(low, top), ylim=(low, top))
+    ax.set_title("Per-gene means, predicted vs observed", fontsize=10)
+    ax.legend(frameon=False, fontsize=7, markerscale=2.5, loc="upper left")
+    return finish(fig, show=show, save=save, tight=created)
 
 
-def distributions(adata, genes: Sequence[str], key: str = "predicted_perturbation", *,
-                  observed=None, layer: str | None = None):
+@documented
+def distributions(adata, genes: Sequence[str] | str, key: str = "predicted_perturbation", *,
+                  observed=None, layer: str | None = None, ax=None, show: bool | None = None, save=None):
     """Violin plots of control, predicted and observed values per gene or marker.
 
     Parameters
@@ -75,29 +145,36 @@ def distributions(adata, genes: Sequence[str], key: str = "predicted_perturbatio
         The ``key_added`` of the run.
     observed
         Selection of the real perturbed cells; by default the perturbed cells
-        of ``predict_for``.
+        of the run's ``predict_for`` groups.
     layer
         Layer of the control and observed values; default ``X``.
-    """
-    import matplotlib.pyplot as plt
+    {common_params}
 
+    Returns
+    -------
+    The figure, or ``None`` with ``show=True``.
+
+    Examples
+    --------
+    >>> sne.tl.predict_perturbation(adata, "condition", control="control",
+    ...     perturbed="stimulated", groupby="cell_type", predict_for="CD4T")
+    >>> sne.pl.distributions(adata, ["ISG15", "IFIT1", "CXCL10"])
+    """
+    genes = [genes] if isinstance(genes, str) else list(genes)
     edited, obs_mask = _groups(adata, key, observed)
-    idx = adata.var_names.get_indexer(list(genes))
-    if (idx < 0).any():
-        missing = [g for g, i in zip(genes, idx) if i < 0]
-        raise KeyError(f"Not in adata.var_names: {missing}.")
+    idx = _feature_index(adata, genes)
     X = adata.X if layer is None else adata.layers[layer]
     sets = {
         "control": _dense(X[edited][:, idx]),
         "predicted": _dense(adata.layers[key][edited][:, idx]),
         "observed": _dense(X[obs_mask][:, idx]),
     }
-    fig, axes = plt.subplots(1, len(genes), figsize=(2.2 * len(genes), 3), squeeze=False)
-    for j, (ax, g) in enumerate(zip(axes.flat, genes)):
+    fig, axes, created = panels(ax, len(genes), ncols=6, panel_size=(2.2, 3.0))
+    for j, (ax, g) in enumerate(zip(axes, genes)):
         parts = ax.violinplot([v[:, j] for v in sets.values()], showmedians=True)
         for body, color in zip(parts["bodies"], ("grey", "C0", "C1")):
             body.set_facecolor(color)
         ax.set_xticks([1, 2, 3], list(sets), rotation=45, fontsize=8)
         ax.set_title(g, fontsize=10)
-    fig.tight_layout()
-    return fig
+    axes[0].set_ylabel("X" if layer is None else layer)
+    return finish(fig, show=show, save=save, tight=created)

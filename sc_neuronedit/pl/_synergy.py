@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import result
+from ._common import documented, finish, panels, result
 
 
+@documented
 def synergy(adata, key: str = "synergy", *, score: str = "mean_shift", alpha: float = 0.05,
-            vmax: float | None = None, ax=None):
+            vmax: float | None = None, ax=None, show: bool | None = None, save=None):
     """Heatmap of a synergy score, combination x feature; dots mark q < ``alpha``.
 
     Parameters
@@ -24,11 +25,19 @@ def synergy(adata, key: str = "synergy", *, score: str = "mean_shift", alpha: fl
     vmax
         Colour scale limit (symmetric around 0); default the table's largest
         absolute value. Give the same value to compare several runs.
-    ax
-        Axes to draw into; default a new figure.
-    """
-    import matplotlib.pyplot as plt
+    {common_params}
 
+    Returns
+    -------
+    The figure, or ``None`` with ``show=True``.
+
+    Examples
+    --------
+    >>> adata = sne.datasets.bcrxl_combination(gamma=1.0)
+    >>> sne.tl.synergy(adata, "condition", control="control",
+    ...                combinations={"A+B": ("A", "B")})
+    >>> sne.pl.synergy(adata, score="median_shift")
+    """
     res = result(adata, key)
     if "qvalue" not in res:
         raise KeyError(f"adata.uns[{key!r}] holds no synergy tables; run tl.synergy, or "
@@ -39,10 +48,8 @@ def synergy(adata, key: str = "synergy", *, score: str = "mean_shift", alpha: fl
     table, q = res[score], res["qvalue"]
     values = table.to_numpy(dtype=float)
     n_rows, n_cols = values.shape
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(max(4.5, 0.32 * n_cols + 2.5), max(3.0, 0.45 * n_rows + 1.8)))
-    else:
-        fig = ax.figure
+    fig, (ax,), created = panels(ax, 1, ncols=1, panel_size=(max(4.5, 0.32 * n_cols + 2.5),
+                                                             max(3.0, 0.45 * n_rows + 1.8)))
     limit = vmax if vmax is not None else (float(np.nanmax(np.abs(values))) or 1.0)
     image = ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
     rows, cols = np.nonzero(q.to_numpy(dtype=float) < alpha)
@@ -55,5 +62,4 @@ def synergy(adata, key: str = "synergy", *, score: str = "mean_shift", alpha: fl
     fig.colorbar(image, ax=ax, label=label, shrink=0.9)
     ax.set_title(f"dots: q < {alpha:g}" if len(rows) else f"no feature with q < {alpha:g}",
                  fontsize=9, loc="left")
-    fig.tight_layout()
-    return fig
+    return finish(fig, show=show, save=save, tight=created)

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from ._common import new_axes, result
+from ._common import documented, finish, panels, result
 
 
-def loss(adata, key: str = "predicted_perturbation", *, ax=None):
+@documented
+def loss(adata, key: str = "predicted_perturbation", *, ax=None, show: bool | None = None, save=None):
     """Training and validation loss per epoch of the autoencoder behind ``key``.
 
     Parameters
@@ -13,16 +14,24 @@ def loss(adata, key: str = "predicted_perturbation", *, ax=None):
         :class:`~sc_neuronedit.NeuronEditor` (its ``history``).
     key
         The ``key_added`` of the run.
-    ax
-        Axes to draw into; a new figure if ``None``.
+    {common_params}
+
+    Returns
+    -------
+    The figure, or ``None`` with ``show=True``.
+
+    Examples
+    --------
+    >>> sne.tl.predict_perturbation(adata, "condition", control="control",
+    ...     perturbed="stimulated", groupby="cell_type", predict_for="CD4T")
+    >>> sne.pl.loss(adata, save="loss.png")
     """
     history = adata.history.to_dict() if hasattr(adata, "history") else result(adata, key)["history"]
-    fig, ax = new_axes(ax, (4.5, 3.2))
+    fig, (ax,), created = panels(ax, 1, ncols=1, panel_size=(4.5, 3.2))
     ax.plot(history["train_loss"], label="training")
     if len(history["validation_loss"]):
         ax.plot(history["validation_loss"], label="validation")
         ax.axvline(history["best_epoch"], color="grey", ls=":", lw=1, label="kept epoch")
     ax.set(xlabel="epoch", ylabel="MSE per entry (standardised)", yscale="log", title="Autoencoder training")
     ax.legend(frameon=False)
-    fig.tight_layout()
-    return fig
+    return finish(fig, show=show, save=save, tight=created)
