@@ -73,7 +73,7 @@ def test_combination_errors_leave_adata_unchanged():
         sne.tl.synergy(adata, "condition", control="ctrl", combinations={"AB": ("A", "A")}, **FAST)
     small = adata[adata.obs.condition != "B"].copy()
     small = ad.concat([small, adata[adata.obs.condition == "B"][:5]])
-    with pytest.raises(ValueError, match=r"Too few cells \(need at least 20 per condition\): \{'B': 5\}"):
+    with pytest.raises(ValueError, match=r"Too few cells in the conditions \(B: 5\); at least 20 are needed"):
         sne.tl.predict_combination(small, "condition", control="ctrl", drug_a="A", drug_b="B", **FAST)
     assert_unchanged(adata, snap)
 

@@ -7,8 +7,9 @@ from .. import _anndata as _ad
 from .._edit import fit_quantile_edit
 from .._matrix import column_min, take_rows
 from .._model import RESIDUAL_MAX_CELLS
+from ._checks import check_input
 from ._neuron_edit import trained_model
-from ._results import check_key_added, warn_outside, write_result
+from ._results import warn_outside, write_result
 
 
 def batch_correct(
@@ -88,16 +89,36 @@ def batch_correct(
     (``params``, ``history``, ``batches`` with each batch's edit statistics
     and ``outside_fraction``). With ``inplace=False``, an AnnData of the
     corrected cells.
+
+    Examples
+    --------
+    The CytoNorm Gates controls: volunteer 1 (``reference``) was run in all 4
+    batches. Model the marker channels only (not barcodes, DNA or beads):
+
+    >>> import sc_neuronedit as sne
+    >>> cytof = sne.datasets.cytonorm_gates()
+    >>> sne.pp.arcsinh(cytof, 5)
+    >>> marker = cytof.var["marker"].astype(str)
+    >>> technical = marker.str.match("^BC[0-9]$") | marker.isin(["DNA1", "DNA2", "beadDist"])
+    >>> cytof.var["marker_channel"] = (marker != "") & ~technical
+    >>> sne.tl.batch_correct(cytof, "batch", reference_key="reference", reference_value=True,
+    ...                      layer="arcsinh", mask_var="marker_channel", random_state=0,
+    ...                      progress=False)
+    >>> cytof.layers["batch_corrected"].shape
+    (8000, 55)
     """
     from scanpy import logging as logg
 
-    check_key_added(key_added, layer)
+    check_input(adata, layer=layer, key_added=key_added, writes="all" if inplace else None)
     batches = _ad.resolve_groups(adata, batch_key)
     reference = _ad.resolve_selection(adata, {reference_key: reference_value}, name="reference")
     levels = list(dict.fromkeys(batches.tolist()))
     if reference_batch is not None and reference_batch not in levels:
         raise ValueError(f"reference_batch={reference_batch!r} not in adata.obs[{batch_key!r}]; "
                          f"available: {', '.join(map(str, levels))}.")
+    if reference_batch is not None and len(levels) == 1:
+        raise ValueError(f"adata.obs[{batch_key!r}] holds only the reference batch "
+                         f"{reference_batch!r}: there is no other batch to correct.")
     counts = {b: int((reference & (batches == b)).sum()) for b in levels}
     few = {b: n for b, n in counts.items() if n < min_reference_cells}
     if few:

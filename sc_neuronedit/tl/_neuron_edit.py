@@ -6,7 +6,8 @@ import numpy as np
 
 from .. import _anndata as _ad
 from .._model import NeuronEditor
-from ._results import check_key_added, warn_outside, write_result
+from ._checks import MIN_EDIT_CELLS, check_input, check_min_cells
+from ._results import warn_outside, write_result
 
 
 def _describe(selection) -> str:
@@ -105,8 +106,24 @@ def neuron_edit(
         overall ``outside_fraction``.
 
     With ``inplace=False``, an AnnData of the edited cells, predictions in ``.X``.
+
+    Examples
+    --------
+    Learn the interferon response of B and NK cells and apply it to control
+    CD8 T cells:
+
+    >>> import sc_neuronedit as sne
+    >>> adata = sne.datasets.kang_pbmc()
+    >>> sne.tl.neuron_edit(
+    ...     adata, {"condition": "control", "cell_type": ["B", "NK"]},
+    ...     {"condition": "stimulated", "cell_type": ["B", "NK"]},
+    ...     apply_to={"condition": "control", "cell_type": "CD8T"},
+    ...     groupby="cell_type", key_added="ifn_cd8", random_state=0, progress=False)
+    >>> int(adata.obs["ifn_cd8_edited"].sum())
+    69
+    >>> predicted = adata[adata.obs["ifn_cd8_edited"]].layers["ifn_cd8"]
     """
-    check_key_added(key_added, layer)
+    check_input(adata, layer=layer, key_added=key_added, writes="all" if inplace else None)
     masks = {
         name: _ad.resolve_selection(adata, sel, name=name)
         for name, sel in (("source", source), ("target", target), ("apply_to", apply_to))
@@ -153,6 +170,8 @@ def edit_cells(
     """
     from scanpy import logging as logg
 
+    check_min_cells({"source": source_mask.sum(), "target": target_mask.sum()}, MIN_EDIT_CELLS,
+                    what="the edit's source and target", fix="Widen the selections (or groups).")
     start = logg.info(
         f"neuron editing: {int(source_mask.sum())} source -> {int(target_mask.sum())} target cells, "
         f"applied to {int(apply_mask.sum())}"

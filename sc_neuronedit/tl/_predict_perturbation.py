@@ -4,8 +4,9 @@ import numpy as np
 
 from .. import _anndata as _ad
 from .._model import NeuronEditor
+from ._checks import check_input
 from ._neuron_edit import edit_cells
-from ._results import check_key_added, write_result
+from ._results import write_result
 
 
 def predict_perturbation(
@@ -82,9 +83,11 @@ def predict_perturbation(
     >>> sne.tl.predict_perturbation(
     ...     adata, "condition", control="control", perturbed="stimulated",
     ...     groupby="cell_type", predict_for="CD14+Mono", random_state=0)
-    >>> adata.layers["predicted_perturbation"]
+    >>> int(adata.obs["predicted_perturbation_edited"].sum())  # the control CD14+Mono cells
+    238
+    >>> predicted = adata[adata.obs["predicted_perturbation_edited"]].layers["predicted_perturbation"]
     """
-    check_key_added(key_added, layer)
+    check_input(adata, layer=layer, key_added=key_added, writes="all" if inplace else None)
     control_mask = _ad.resolve_selection(adata, {condition_key: control}, name="control")
     perturbed_mask = _ad.resolve_selection(adata, {condition_key: perturbed}, name="perturbed")
     if control == perturbed:

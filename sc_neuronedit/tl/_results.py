@@ -12,16 +12,6 @@ from scipy import sparse
 OUTSIDE_WARN = 0.1
 
 
-def check_key_added(key_added: str, layer: str | None) -> None:
-    if not isinstance(key_added, str) or not key_added:
-        raise ValueError("key_added must be a non-empty string.")
-    if layer is not None and key_added == layer:
-        raise ValueError(
-            f"key_added={key_added!r} equals the input layer; choose another key so the "
-            "input is not overwritten."
-        )
-
-
 def to_uns(value):
     """Make ``value`` storable in ``.uns`` and identical after an ``.h5ad`` round trip."""
     if isinstance(value, Mapping):
