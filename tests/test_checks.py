@@ -116,3 +116,16 @@ def test_replacing_a_result_warns_and_a_copy_does_not(toy_adata):
     with pytest.warns(UserWarning, match=r"adata.layers\['neuron_edit'\] and adata.uns\['neuron_edit'\] "
                                          "already exist.*will be replaced"):
         TOOLS["neuron_edit"](toy_adata, **TINY)
+
+
+def test_backed_input_predicts_but_is_not_written_into(toy_adata, tmp_path):
+    import anndata as ad
+
+    toy_adata.write_h5ad(tmp_path / "toy.h5ad")
+    backed = ad.read_h5ad(tmp_path / "toy.h5ad", backed="r")
+    with pytest.raises(ValueError, match=r"backed mode.*inplace=False.*adata.to_memory\(\)"):
+        TOOLS["neuron_edit"](backed, **TINY)
+    assert "neuron_edit" not in backed.layers and "neuron_edit" not in backed.uns
+    out = TOOLS["neuron_edit"](backed, inplace=False, **TINY)
+    assert out.n_obs == 120 and np.isfinite(out.X).all()
+    backed.file.close()

@@ -29,7 +29,7 @@ def check_input(adata, *, layer: str | None, key_added: str, writes: str | None 
       overwritten); an existing result under it is replaced, with a warning
       (``writes``: ``"all"`` the function writes ``layers``/``obs``/``uns``,
       ``"uns"`` only ``uns``, ``None`` nothing: it returns a new AnnData);
-    - the layer exists;
+    - the layer exists, and a backed AnnData is not written into;
     - obs and var names are unique (results are matched to cells and genes by name);
     - no NaN or inf (how many, in which cells and features);
     - integer data that look like raw counts give a warning with the fix.
@@ -40,6 +40,10 @@ def check_input(adata, *, layer: str | None, key_added: str, writes: str | None 
         raise ValueError(f"key_added={key_added!r} equals the input layer; choose another key so "
                          "that the input is not overwritten.")
     X = _ad.get_matrix(adata, layer)
+    if writes == "all" and adata.isbacked:
+        raise ValueError("adata is opened in backed mode, where a new layer cannot be added without "
+                         "loading X whole. Pass inplace=False (returns the predicted cells as a new "
+                         "AnnData), or load the data first: adata = adata.to_memory().")
     for axis, names, fix in (("obs", adata.obs_names, "obs_names_make_unique"),
                              ("var", adata.var_names, "var_names_make_unique")):
         if not names.is_unique:
