@@ -8,7 +8,6 @@ import sys
 import uuid
 from pathlib import Path
 
-
 _DEMO_HELP = """\
 example (offline, with the converted data in a folder):
 

@@ -43,8 +43,8 @@ def _wilcoxon_up(real, ctrl, var_names, n: int) -> np.ndarray:
 
     stack = sparse.vstack if sparse.issparse(real) else np.vstack
     groups = ["observed"] * real.shape[0] + ["control"] * ctrl.shape[0]
-    both = ad.AnnData(stack([real, ctrl]), obs=pd.DataFrame({"g": groups}, index=map(str, range(len(groups)))),
-                      var=pd.DataFrame(index=var_names))
+    obs = pd.DataFrame({"g": groups}, index=[str(i) for i in range(len(groups))])
+    both = ad.AnnData(stack([real, ctrl]), obs=obs, var=pd.DataFrame(index=var_names))
     with warnings.catch_warnings():  # scanpy's log fold changes (unused here) warn on negative values
         warnings.simplefilter("ignore", RuntimeWarning)
         degs = top_degs(both, "g", "observed", "control", n_genes=min(n, len(var_names)))
@@ -124,7 +124,8 @@ def reg_mean(adata, key: str = "predicted_perturbation", *, observed=None,
         ax.annotate(adata.var_names[i], (m_real[i], m_pred[i]), xytext=(4 if right else -4, 2),
                     textcoords="offset points", ha="left" if right else "right", fontsize=7)
     what = "X" if layer is None else layer
-    ax.set(xlabel=f"observed mean ({what})", ylabel=f"predicted mean ({what})", xlim=(low, top), ylim=(low, top))
+    ax.set(xlabel=f"observed mean ({what})", ylabel=f"predicted mean ({what})",
+           xlim=(low, top), ylim=(low, top))
     ax.set_title("Per-gene means, predicted vs observed", fontsize=10)
     ax.legend(frameon=False, fontsize=7, markerscale=2.5, loc="upper left")
     return finish(fig, show=show, save=save, tight=created)
