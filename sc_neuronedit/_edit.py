@@ -87,12 +87,27 @@ class QuantileEdit:
     source range. Inside the range this equals
     ``np.interp(a, source_knots[:, j], target_knots[:, j])``.
 
-    Attributes
+    Usually learned with :func:`fit_quantile_edit`.
+
+    Parameters
     ----------
     source_knots
-        ``(n_quantiles, n_neurons)`` quantiles of the source activations.
+        ``(n_quantiles, n_neurons)`` quantiles of the source activations,
+        nondecreasing per column.
     target_knots
         ``(n_quantiles, n_neurons)`` quantiles of the target activations.
+
+    Examples
+    --------
+    One neuron whose source range ``[0, 1]`` maps onto ``[1, 3]``:
+
+    >>> import torch
+    >>> import sc_neuronedit as sne
+    >>> edit = sne.QuantileEdit(torch.tensor([[0.0], [1.0]]), torch.tensor([[1.0], [3.0]]))
+    >>> edit.apply(torch.tensor([[0.0], [0.5], [2.0]]))
+    tensor([[1.],
+            [2.],
+            [4.]])
     """
 
     source_knots: torch.Tensor
@@ -109,30 +124,108 @@ class QuantileEdit:
 
     @property
     def n_neurons(self) -> int:
+        """Number of neurons (columns of the knots)."""
         return self.source_knots.shape[1]
 
     @property
     def n_quantiles(self) -> int:
+        """Number of knots per neuron."""
         return self.source_knots.shape[0]
 
     def to(self, device: torch.device | str) -> QuantileEdit:
+        """A copy with the knots on ``device``.
+
+        Parameters
+        ----------
+        device
+            Torch device, e.g. ``"cpu"`` or ``"cuda"``.
+
+        Returns
+        -------
+        :class:`QuantileEdit`
+
+        Examples
+        --------
+        >>> import torch
+        >>> import sc_neuronedit as sne
+        >>> edit = sne.QuantileEdit(torch.tensor([[0.0], [1.0]]), torch.tensor([[1.0], [3.0]]))
+        >>> edit.to("cpu").source_knots.device
+        device(type='cpu')
+        """
         return QuantileEdit(self.source_knots.to(device), self.target_knots.to(device))
 
     def shift(self, activations: torch.Tensor) -> torch.Tensor:
-        """The shift ``Δ(a)`` for each activation, ``(n, n_neurons)``."""
+        """The shift ``Δ(a)`` for each activation.
+
+        Parameters
+        ----------
+        activations
+            ``(n, n_neurons)`` activations.
+
+        Returns
+        -------
+        ``(n, n_neurons)`` tensor of shifts, on the device and dtype of ``activations``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> import sc_neuronedit as sne
+        >>> edit = sne.QuantileEdit(torch.tensor([[0.0], [1.0]]), torch.tensor([[1.0], [3.0]]))
+        >>> edit.shift(torch.tensor([[0.0], [0.5], [2.0]]))
+        tensor([[1.0000],
+                [1.5000],
+                [2.0000]])
+        """
         self._check(activations)
         src = self.source_knots.to(activations.device, activations.dtype)
         tgt = self.target_knots.to(activations.device, activations.dtype)
         return _interp_columns(activations, src, tgt - src)
 
     def apply(self, activations: torch.Tensor) -> torch.Tensor:
-        """Edited activations ``a + Δ(a)``."""
+        """Edited activations ``a + Δ(a)``.
+
+        Parameters
+        ----------
+        activations
+            ``(n, n_neurons)`` activations.
+
+        Returns
+        -------
+        ``(n, n_neurons)`` tensor of edited activations.
+
+        Examples
+        --------
+        >>> import torch
+        >>> import sc_neuronedit as sne
+        >>> edit = sne.QuantileEdit(torch.tensor([[0.0], [1.0]]), torch.tensor([[1.0], [3.0]]))
+        >>> edit.apply(torch.tensor([[0.0], [0.5], [2.0]]))
+        tensor([[1.],
+                [2.],
+                [4.]])
+        """
         return activations + self.shift(activations)
 
     def outside_fraction(self, activations: torch.Tensor) -> torch.Tensor:
         """Per-neuron fraction of activations outside the source range.
 
         There the edit extrapolates with a constant shift.
+
+        Parameters
+        ----------
+        activations
+            ``(n, n_neurons)`` activations.
+
+        Returns
+        -------
+        ``(n_neurons,)`` tensor of fractions in ``[0, 1]``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> import sc_neuronedit as sne
+        >>> edit = sne.QuantileEdit(torch.tensor([[0.0], [1.0]]), torch.tensor([[1.0], [3.0]]))
+        >>> edit.outside_fraction(torch.tensor([[-1.0], [0.5], [2.0]]))
+        tensor([0.6667])
         """
         self._check(activations)
         src = self.source_knots.to(activations.device, activations.dtype)
@@ -140,7 +233,23 @@ class QuantileEdit:
         return outside.to(activations.dtype).mean(dim=0)
 
     def summary(self) -> dict[str, torch.Tensor]:
-        """Per-neuron statistics of the shift over the knots."""
+        """Per-neuron statistics of the shift over the knots.
+
+        Returns
+        -------
+        Dict of ``(n_neurons,)`` tensors: ``mean_shift``, ``min_shift`` and
+        ``max_shift`` of ``target_knots - source_knots`` over the knots, and
+        ``source_lower`` and ``source_upper``, the ends of the source range.
+
+        Examples
+        --------
+        >>> import torch
+        >>> import sc_neuronedit as sne
+        >>> edit = sne.QuantileEdit(torch.tensor([[0.0], [1.0]]), torch.tensor([[1.0], [3.0]]))
+        >>> stats = edit.summary()
+        >>> stats["mean_shift"], stats["min_shift"], stats["max_shift"]
+        (tensor([1.5000]), tensor([1.]), tensor([2.]))
+        """
         delta = self.target_knots - self.source_knots
         return {
             "mean_shift": delta.mean(dim=0),
@@ -179,6 +288,23 @@ def fit_quantile_edit(
         Optional per-cell weights, e.g. ``1 / group size`` so that every group
         contributes equally and a change of composition between source and
         target is not learned as the effect.
+
+    Returns
+    -------
+    :class:`QuantileEdit` mapping the source quantiles onto the target quantiles.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sc_neuronedit as sne
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> source = torch.randn(500, 3, generator=gen)
+    >>> target = 2 * torch.randn(500, 3, generator=gen) + 1
+    >>> edit = sne.fit_quantile_edit(source, target, n_quantiles=50)
+    >>> edit.source_knots.shape
+    torch.Size([50, 3])
+    >>> torch.allclose(edit.apply(edit.source_knots), edit.target_knots)
+    True
     """
     if n_quantiles < 2:
         raise ValueError(f"n_quantiles must be at least 2, got {n_quantiles}.")

@@ -33,7 +33,7 @@ _FORMAT_VERSION = 1
 class Edit:
     """What :meth:`NeuronEditor.learn_edit` learns.
 
-    Attributes
+    Parameters
     ----------
     neurons
         The quantile edit of the edited layer's neurons.
@@ -41,6 +41,16 @@ class Edit:
         A quantile edit per feature of the reconstruction residual
         ``x - decode(encode(x))``, from source to target cells (used by
         ``decode="edited_residual"``), or ``None``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import sc_neuronedit as sne
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> source, target = torch.randn(100, 8, generator=gen), torch.randn(100, 8, generator=gen) + 1
+    >>> edit = sne.Edit(sne.fit_quantile_edit(source, target))
+    >>> edit.residual is None  # apply with decode="residual" or "plain"
+    True
     """
 
     neurons: QuantileEdit
@@ -97,6 +107,30 @@ class NeuronEditor:
         log-normalised counts the unscaled loss is dominated by abundant
         genes, and genes that switch on under a perturbation, rare in control
         cells, are reconstructed poorly.
+
+    Examples
+    --------
+    Predict stimulated CD14+ monocytes from control ones on the Kang PBMCs,
+    without training on or learning from any stimulated monocyte:
+
+    >>> import sc_neuronedit as sne
+    >>> adata = sne.datasets.kang_pbmc()
+    >>> mono = (adata.obs["cell_type"] == "CD14+Mono").to_numpy()
+    >>> stim = (adata.obs["condition"] == "stimulated").to_numpy()
+    >>> model = sne.NeuronEditor(adata).train(cells=~(mono & stim), random_state=0, progress=False)
+    >>> edit = model.learn_edit(~mono & ~stim, ~mono & stim, groupby="cell_type")
+    >>> X_pred = model.apply_edit(mono & ~stim, edit)
+    >>> X_pred.shape
+    (238, 6998)
+
+    On a plain array, give cells as boolean masks (or as matrices):
+
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(300, 20)).astype("float32")
+    >>> treated = np.arange(300) >= 150
+    >>> X[treated, :5] += 2.0
+    >>> model = sne.NeuronEditor(X, hidden=(32,), n_latent=8).train(max_epochs=5, progress=False)
+    >>> X_pred = model.apply_edit(~treated, model.learn_edit(~treated, treated))
     """
 
     decode_forms = DECODE_FORMS
@@ -214,6 +248,21 @@ class NeuronEditor:
             the same seed, input type and thread count give identical weights.
         progress
             Show a progress bar.
+
+        Returns
+        -------
+        The model itself, trained; ``history`` holds the loss curves and
+        ``train_params`` the settings.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import sc_neuronedit as sne
+        >>> X = np.random.default_rng(0).normal(size=(300, 20)).astype("float32")
+        >>> model = sne.NeuronEditor(X, hidden=(32,), n_latent=8)
+        >>> model = model.train(max_epochs=5, random_state=0, progress=False)
+        >>> model.train_params["n_cells"]
+        300
         """
         view, idx = self._cells(cells, name="cells")
         rows = _Rows(view, idx)
@@ -251,13 +300,59 @@ class NeuronEditor:
         return torch.cat(out) if out else torch.empty(0, net.layer_width(self.edit_layer))
 
     def encode(self, cells=None) -> np.ndarray:
-        """Activations of the edited layer, cells x neurons."""
+        """Activations of the edited layer, cells x neurons.
+
+        Parameters
+        ----------
+        cells
+            Cells to encode (selection, mask or matrix); default all.
+
+        Returns
+        -------
+        ``(n_cells, n_neurons)`` float32 array.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import sc_neuronedit as sne
+        >>> X = np.random.default_rng(0).normal(size=(300, 20)).astype("float32")
+        >>> treated = np.arange(300) >= 150
+        >>> X[treated, :5] += 2.0  # the treatment raises features 0-4
+        >>> model = sne.NeuronEditor(X, hidden=(32,), n_latent=8).train(max_epochs=5, progress=False)
+        >>> model.encode().shape
+        (300, 8)
+        >>> model.encode(treated).shape
+        (150, 8)
+        """
         view, idx = self._cells(cells)
         return self._encode_rows(view, idx).cpu().numpy()
 
     @torch.no_grad()
     def decode(self, activations) -> np.ndarray:
-        """Reconstruct the model's features from edited-layer activations."""
+        """Reconstruct the model's features from edited-layer activations.
+
+        Parameters
+        ----------
+        activations
+            ``(n_cells, n_neurons)`` activations of the edited layer, e.g. from
+            :meth:`encode`, possibly edited.
+
+        Returns
+        -------
+        ``(n_cells, n_features)`` float32 array of the features the
+        autoencoder sees (only those in ``mask_var``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import sc_neuronedit as sne
+        >>> X = np.random.default_rng(0).normal(size=(300, 20)).astype("float32")
+        >>> treated = np.arange(300) >= 150
+        >>> X[treated, :5] += 2.0  # the treatment raises features 0-4
+        >>> model = sne.NeuronEditor(X, hidden=(32,), n_latent=8).train(max_epochs=5, progress=False)
+        >>> model.decode(model.encode(treated)).shape
+        (150, 20)
+        """
         net = self._require_trained()
         z = torch.as_tensor(np.asarray(activations, dtype=np.float32), device=self.device)
         return net.decode(z, self.edit_layer).cpu().numpy()
@@ -283,6 +378,24 @@ class NeuronEditor:
             Also learn the per-feature edit of the reconstruction residual that
             ``decode="edited_residual"`` needs (on at most
             :data:`RESIDUAL_MAX_CELLS` cells per side, drawn with ``random_state``).
+        random_state
+            Seed for drawing those cells.
+
+        Returns
+        -------
+        :class:`Edit`, to pass to :meth:`apply_edit`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import sc_neuronedit as sne
+        >>> X = np.random.default_rng(0).normal(size=(300, 20)).astype("float32")
+        >>> treated = np.arange(300) >= 150
+        >>> X[treated, :5] += 2.0  # the treatment raises features 0-4
+        >>> model = sne.NeuronEditor(X, hidden=(32,), n_latent=8).train(max_epochs=5, progress=False)
+        >>> edit = model.learn_edit(~treated, treated)
+        >>> edit.neurons.n_neurons, edit.residual.n_neurons
+        (8, 20)
         """
         s_view, s_idx = self._cells(source, name="source")
         t_view, t_idx = self._cells(target, name="target")
@@ -355,11 +468,26 @@ class NeuronEditor:
             The default was chosen by an inner leave-one-type-out over training
             cell types only (``benchmarks/kang_select_decode.py``), never by
             the held-out type's perturbed cells.
+        batch_size
+            Cells per forward pass; only memory use depends on it.
 
         Returns
         -------
         Cells x features array. With ``mask_var``, features outside the mask
         keep their input values.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import sc_neuronedit as sne
+        >>> X = np.random.default_rng(0).normal(size=(300, 20)).astype("float32")
+        >>> treated = np.arange(300) >= 150
+        >>> X[treated, :5] += 2.0  # the treatment raises features 0-4
+        >>> model = sne.NeuronEditor(X, hidden=(32,), n_latent=8).train(max_epochs=5, progress=False)
+        >>> edit = model.learn_edit(~treated, treated)
+        >>> X_pred = model.apply_edit(~treated, edit)  # the control cells, treated
+        >>> round(float(X_pred[:, :5].mean()), 1), round(float(X_pred[:, 5:].mean()), 1)
+        (2.0, 0.0)
         """
         if decode not in DECODE_FORMS:
             raise ValueError(f"decode must be one of {DECODE_FORMS}, got {decode!r}.")
@@ -396,7 +524,35 @@ class NeuronEditor:
         return np.vstack(out) if out else np.empty((0, width), dtype=np.float32)
 
     def edit_statistics(self, cells, edit: Edit) -> dict[str, np.ndarray]:
-        """Knots, per-neuron shift summary and the share of ``cells`` outside the source range."""
+        """Knots, per-neuron shift summary and the share of ``cells`` outside the source range.
+
+        Parameters
+        ----------
+        cells
+            Cells the edit is (to be) applied to (selection, mask or matrix).
+        edit
+            From :meth:`learn_edit`.
+
+        Returns
+        -------
+        Dict of arrays: ``source_knots`` and ``target_knots``
+        (``n_quantiles x n_neurons``), and per neuron the ``mean_shift``,
+        ``min_shift`` and ``max_shift`` over the knots, the source range
+        ``source_lower`` to ``source_upper``, and the ``outside_fraction`` of
+        the cells' activations outside it (where the edit extrapolates).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import sc_neuronedit as sne
+        >>> X = np.random.default_rng(0).normal(size=(300, 20)).astype("float32")
+        >>> treated = np.arange(300) >= 150
+        >>> X[treated, :5] += 2.0  # the treatment raises features 0-4
+        >>> model = sne.NeuronEditor(X, hidden=(32,), n_latent=8).train(max_epochs=5, progress=False)
+        >>> stats = model.edit_statistics(~treated, edit=model.learn_edit(~treated, treated))
+        >>> stats["outside_fraction"].shape
+        (8,)
+        """
         view, idx = self._cells(cells)
         neurons = edit.neurons
         stats = {k: v.cpu().numpy() for k, v in neurons.summary().items()}
@@ -412,6 +568,28 @@ class NeuronEditor:
         """Save to a folder: ``weights.pt`` (a plain state dict) and ``config.json``.
 
         Nothing is pickled, so loading never runs code from the file.
+
+        Parameters
+        ----------
+        path
+            Folder to write; it must not exist, or be empty, or (with
+            ``overwrite``) hold a saved model.
+        overwrite
+            Replace a model saved at ``path``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import sc_neuronedit as sne
+        >>> X = np.random.default_rng(0).normal(size=(300, 20)).astype("float32")
+        >>> treated = np.arange(300) >= 150
+        >>> X[treated, :5] += 2.0  # the treatment raises features 0-4
+        >>> model = sne.NeuronEditor(X, hidden=(32,), n_latent=8).train(max_epochs=5, progress=False)
+        >>> import tempfile
+        >>> path = tempfile.mkdtemp()
+        >>> model.save(path)
+        >>> sne.NeuronEditor.load(path, X).n_features
+        20
         """
         net = self._require_trained()
         path = Path(path)
@@ -437,6 +615,38 @@ class NeuronEditor:
 
         The features the model was trained on must be present in ``data``
         (by var name for AnnData, by count for arrays).
+
+        Parameters
+        ----------
+        path
+            Folder written by :meth:`save`.
+        data
+            :class:`~anndata.AnnData` or cells x features array to attach the
+            model to, as for :class:`NeuronEditor`.
+        layer
+            Layer of ``data`` to model; default the layer the model was
+            trained on (AnnData only).
+        device
+            ``"auto"`` uses a GPU when present.
+
+        Returns
+        -------
+        A trained :class:`NeuronEditor` on ``data``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import sc_neuronedit as sne
+        >>> X = np.random.default_rng(0).normal(size=(300, 20)).astype("float32")
+        >>> treated = np.arange(300) >= 150
+        >>> X[treated, :5] += 2.0  # the treatment raises features 0-4
+        >>> model = sne.NeuronEditor(X, hidden=(32,), n_latent=8).train(max_epochs=5, progress=False)
+        >>> import tempfile
+        >>> path = tempfile.mkdtemp()
+        >>> model.save(path)
+        >>> loaded = sne.NeuronEditor.load(path, X)
+        >>> np.allclose(loaded.encode(), model.encode())
+        True
         """
         path = Path(path)
         if not (path / _CONFIG).is_file() or not (path / _WEIGHTS).is_file():

@@ -198,3 +198,72 @@ def test_cli_combination_scores_synergy(tmp_path, capsys):
     assert "summary" in ad.read_h5ad(out).uns["combination"]
     assert main([*args[:-4], "--combination", "AC", "--max-epochs", "1"]) == 2
     assert "'AC' is not a value of .obs['condition']" in capsys.readouterr().err
+
+
+def _public_api():
+    """``(name, object)`` for everything in the ``__all__`` of the package and its public
+    subpackages, and the public methods (incl. class methods) the exported classes define."""
+    import inspect
+
+    import sc_neuronedit as sne
+
+    modules = {"sne": sne, "sne.tl": sne.tl, "sne.pp": sne.pp, "sne.pl": sne.pl,
+               "sne.metrics": sne.metrics, "sne.datasets": sne.datasets}
+    for prefix, module in modules.items():
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.ismodule(obj):
+                continue
+            yield f"{prefix}.{name}", obj
+            if not inspect.isclass(obj):
+                continue
+            for attr in inspect.classify_class_attrs(obj):
+                if (attr.name.startswith("_")
+                        or attr.kind not in ("method", "class method", "static method")
+                        or not attr.defining_class.__module__.startswith("sc_neuronedit")):
+                    continue
+                yield f"{prefix}.{name}.{attr.name}", getattr(obj, attr.name)
+
+
+def _doc_sections(doc: str) -> dict[str, list[str]]:
+    """numpydoc sections of a docstring: title -> its lines (``Title`` over a ``---`` rule)."""
+    import inspect
+
+    lines = inspect.cleandoc(doc).splitlines()
+    sections, current = {}, None
+    for i, line in enumerate(lines):
+        if (i + 1 < len(lines) and line.strip() and set(lines[i + 1].strip()) == {"-"}
+                and len(lines[i + 1].strip()) >= len(line.strip())):
+            current = line.strip()
+            sections[current] = []
+        elif current is not None and not set(line.strip()) == {"-"}:
+            sections[current].append(line)
+    return sections
+
+
+def test_public_api_is_documented():
+    """Every public object has a numpydoc docstring with an example (issue 5): an ``Examples``
+    section with ``>>>`` lines, and a ``Parameters`` section naming every parameter."""
+    import inspect
+
+    problems = []
+    for name, obj in _public_api():
+        doc = inspect.getdoc(obj) or ""
+        sections = _doc_sections(doc)
+        if not any(line.lstrip().startswith(">>>") for line in sections.get("Examples", [])):
+            problems.append(f"{name}: no Examples section with >>> lines")
+        params = [p.name for p in inspect.signature(obj).parameters.values()
+                  if p.name not in ("self", "cls")]
+        if not params:
+            continue
+        if "Parameters" not in sections:
+            problems.append(f"{name}: no Parameters section")
+            continue
+        # entries are the unindented lines, e.g. "source, target" or "n_genes : int"
+        entries = [line.split(":")[0] for line in sections["Parameters"]
+                   if line.strip() and not line[0].isspace()]
+        documented = {part.strip().lstrip("*") for entry in entries for part in entry.split(",")}
+        missing = [p for p in params if p not in documented]
+        if missing:
+            problems.append(f"{name}: parameters not in its Parameters section: {missing}")
+    assert not problems, "\n".join(problems)

@@ -76,6 +76,16 @@ def bodenmiller_bcrxl(*, base_url: str | os.PathLike | None = None):
     Returns
     -------
     :class:`~anndata.AnnData`
+
+    Examples
+    --------
+    >>> import sc_neuronedit as sne
+    >>> adata = sne.datasets.bodenmiller_bcrxl()
+    >>> adata.shape
+    (16935, 24)
+    >>> adata.obs["condition"].cat.categories.tolist()
+    ['Ref', 'BCRXL']
+    >>> sne.pp.arcsinh(adata, 5)  # raw intensities -> layers["arcsinh"]
     """
     return cached(FILENAME, UPSTREAM, convert, base_url)
 

@@ -94,6 +94,17 @@ def cytonorm_gates(*, base_url: str | os.PathLike | None = None):
     Returns
     -------
     :class:`~anndata.AnnData`
+
+    Examples
+    --------
+    >>> import sc_neuronedit as sne
+    >>> adata = sne.datasets.cytonorm_gates()
+    >>> adata.shape
+    (8000, 55)
+    >>> adata.obs["batch"].cat.categories.tolist()
+    ['PTLG021', 'PTLG026', 'PTLG028', 'PTLG034']
+    >>> int(adata.obs["reference"].sum())
+    4000
     """
     return cached(FILENAME, UPSTREAM, convert, base_url)
 

@@ -36,7 +36,22 @@ class Upstream:
 
 def data_dir() -> Path:
     """Folder of the converted data sets: ``$SC_NEURONEDIT_DATA_DIR`` or
-    ``~/.cache/sc_neuronedit``."""
+    ``~/.cache/sc_neuronedit``.
+
+    The loaders read ``<data_dir()>/<name>.h5ad`` and write it there after a
+    download. The variable is read at every call.
+
+    Returns
+    -------
+    :class:`~pathlib.Path` (which need not exist yet).
+
+    Examples
+    --------
+    >>> import anndata as ad
+    >>> import sc_neuronedit as sne
+    >>> path = sne.datasets.data_dir() / "kang_pbmc_valid.h5ad"
+    >>> adata = ad.read_h5ad(path) if path.is_file() else sne.datasets.kang_pbmc()
+    """
     env = os.environ.get(ENV_VAR)
     return Path(env).expanduser() if env else Path.home() / ".cache" / "sc_neuronedit"
 

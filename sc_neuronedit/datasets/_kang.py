@@ -56,6 +56,15 @@ def kang_pbmc(*, base_url: str | os.PathLike | None = None):
     Returns
     -------
     :class:`~anndata.AnnData`
+
+    Examples
+    --------
+    >>> import sc_neuronedit as sne
+    >>> adata = sne.datasets.kang_pbmc()
+    >>> adata.shape
+    (1975, 6998)
+    >>> adata.obs["condition"].cat.categories.tolist()
+    ['control', 'stimulated']
     """
     return cached(FILENAME, UPSTREAM, _convert_files, base_url)
 

@@ -101,6 +101,15 @@ def bcrxl_combination(gamma: float = 0.0, *, n_cells: int | None = 1000, random_
     original cell; ``obs_names`` are the original cell names. ``var`` as in
     :func:`bodenmiller_bcrxl`. ``uns['semisynthetic']``: ``gamma``, ``n_cells``,
     ``random_state`` and the formulas; ``uns['provenance']`` of the real data.
+
+    Examples
+    --------
+    >>> import sc_neuronedit as sne
+    >>> adata = sne.datasets.bcrxl_combination(gamma=1.0)
+    >>> adata.shape
+    (4000, 24)
+    >>> adata.obs["condition"].cat.categories.tolist()
+    ['control', 'A', 'B', 'A+B']
     """
     import anndata as ad
     import pandas as pd

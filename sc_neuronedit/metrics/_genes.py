@@ -11,9 +11,30 @@ def top_degs(
     Wilcoxon scores from :func:`scanpy.tl.rank_genes_groups` on a copy of the
     cells of the two groups (``adata`` is not modified), highest score first.
 
+    Parameters
+    ----------
+    adata
+        Annotated data matrix, e.g. log-normalised expression.
+    groupby
+        ``.obs`` column holding ``group`` and ``reference``.
+    group, reference
+        The values of ``groupby`` to compare: ``group`` against ``reference``.
+    n_genes
+        How many genes to return.
+    layer
+        Use ``adata.layers[layer]`` instead of ``adata.X``.
+
     Returns
     -------
     Array of var names.
+
+    Examples
+    --------
+    >>> import sc_neuronedit as sne
+    >>> adata = sne.datasets.kang_pbmc()
+    >>> mono = adata[adata.obs["cell_type"] == "CD14+Mono"]
+    >>> sne.metrics.top_degs(mono, "condition", "stimulated", "control", n_genes=5)
+    array(['ISG15', 'ISG20', 'IFITM3', 'RSAD2', 'APOBEC3A'], dtype=object)
     """
     import scanpy as sc
 

@@ -27,6 +27,15 @@ def arcsinh(adata, cofactor: float = 5.0, *, layer: str | None = None,
     -------
     ``adata.layers[key_added]`` : transformed values (float32). Returns the
     AnnData if ``copy`` else ``None``.
+
+    Examples
+    --------
+    >>> import sc_neuronedit as sne
+    >>> cytof = sne.datasets.bodenmiller_bcrxl()
+    >>> sne.pp.arcsinh(cytof, 5)
+    >>> cytof.layers["arcsinh"].dtype
+    dtype('float32')
+    >>> copy = sne.pp.arcsinh(cytof, 5, key_added=None, copy=True)  # a copy with arcsinh in .X
     """
     if not cofactor > 0:
         raise ValueError(f"cofactor must be positive, got {cofactor}.")
