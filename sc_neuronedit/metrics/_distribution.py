@@ -62,8 +62,10 @@ def pca_energy_distance(
     Returns
     -------
     ``(distance, noise_floor)``: the noise floor is the energy distance between
-    two random halves of the real treated cells, what a perfect prediction of
-    that many cells would still score.
+    two random halves of the real treated cells. The energy distance of two
+    samples from one distribution shrinks with their sizes (about as ``1/n``),
+    so halves score roughly twice what a perfect prediction of all the real
+    cells would: a distance below the floor is as good as sampling noise allows.
 
     Examples
     --------

@@ -135,11 +135,12 @@ def batch_densities(adata, markers: Sequence[str] | str, key: str = "batch_corre
 
     Examples
     --------
+    >>> import sc_neuronedit as sne
     >>> cytof = sne.datasets.cytonorm_gates()
     >>> sne.pp.arcsinh(cytof, 5)
-    >>> sne.tl.batch_correct(cytof, "batch", reference_key="reference",
-    ...     reference_value=True, layer="arcsinh", mask_var="marker_channel")
-    >>> sne.pl.batch_densities(cytof, ["CD3", "CD19"], save="densities.png")
+    >>> sne.tl.batch_correct(cytof, "batch", reference_key="reference", reference_value=True,
+    ...     layer="arcsinh", mask_var=cytof.var["marker"].astype(str) != "")
+    >>> fig = sne.pl.batch_densities(cytof, ["CD3", "CD19"], save="densities.png")
     """
     import matplotlib.pyplot as plt
 

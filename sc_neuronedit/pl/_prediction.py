@@ -93,7 +93,7 @@ def reg_mean(adata, key: str = "predicted_perturbation", *, observed=None,
     >>> adata = sne.datasets.kang_pbmc()
     >>> sne.tl.predict_perturbation(adata, "condition", control="control",
     ...     perturbed="stimulated", groupby="cell_type", predict_for="CD4T")
-    >>> sne.pl.reg_mean(adata, labels=["ISG15", "IFI6", "IFIT1"], save="reg_mean.png")
+    >>> fig = sne.pl.reg_mean(adata, labels=["ISG15", "IFI6", "IFIT1"], save="reg_mean.png")
     """
     from scipy import stats
 
@@ -157,9 +157,11 @@ def distributions(adata, genes: Sequence[str] | str, key: str = "predicted_pertu
 
     Examples
     --------
+    >>> import sc_neuronedit as sne
+    >>> adata = sne.datasets.kang_pbmc()
     >>> sne.tl.predict_perturbation(adata, "condition", control="control",
     ...     perturbed="stimulated", groupby="cell_type", predict_for="CD4T")
-    >>> sne.pl.distributions(adata, ["ISG15", "IFIT1", "CXCL10"])
+    >>> fig = sne.pl.distributions(adata, ["ISG15", "IFIT1", "CXCL10"])
     """
     genes = [genes] if isinstance(genes, str) else list(genes)
     edited, obs_mask = _groups(adata, key, observed)

@@ -33,10 +33,11 @@ def synergy(adata, key: str = "synergy", *, score: str = "mean_shift", alpha: fl
 
     Examples
     --------
+    >>> import sc_neuronedit as sne
     >>> adata = sne.datasets.bcrxl_combination(gamma=1.0)
     >>> sne.tl.synergy(adata, "condition", control="control",
     ...                combinations={"A+B": ("A", "B")})
-    >>> sne.pl.synergy(adata, score="median_shift")
+    >>> fig = sne.pl.synergy(adata, score="median_shift")
     """
     res = result(adata, key)
     if "qvalue" not in res:
