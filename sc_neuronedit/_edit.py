@@ -43,7 +43,17 @@ def weighted_quantiles(
     if weights is None:
         weights = torch.ones(n, dtype=values.dtype, device=values.device)
     weights = weights.to(device=values.device, dtype=values.dtype)
-    sorted_vals, order = torch.sort(values, dim=0)
+    if weights.shape != (n,) or not torch.isfinite(weights).all() or (weights < 0).any() \
+            or not weights.sum() > 0:
+        raise ValueError(
+            f"weights must be {n} finite, non-negative values with a positive sum "
+            f"(one per cell), got shape {tuple(weights.shape)}."
+        )
+    # Tied values are ordered by weight (a stable sort by value after one by weight),
+    # so the quantiles do not depend on the order of the cells.
+    by_weight = torch.sort(weights, stable=True).indices
+    sorted_vals, order = torch.sort(values[by_weight], dim=0, stable=True)
+    order = by_weight[order]
     w = weights[order]  # (n, d): each column's weights in sorted order
     cum = torch.cumsum(w, dim=0)
     total = cum[-1:]
@@ -59,9 +69,12 @@ def _interp_columns(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torc
     ``x`` is ``(m, d)``; ``xp`` and ``fp`` are ``(k, d)`` with ``xp`` sorted per
     column. Outside ``xp``'s range the end values of ``fp`` are held. Tied
     ``xp`` knots never divide by zero: the interval between tied knots has no
-    width, and the value on the right of the tie is used.
+    width, and the value on the right of the tie is used (on the left below
+    the first knot, so that ``fp[0]`` is held there even when it is tied).
     """
     k = xp.shape[0]
+    if k == 1:  # a single knot (one sample): a constant
+        return fp.expand(x.shape[0], -1).clone()
     xp_t = xp.T.contiguous()  # (d, k): searchsorted wants rows of sorted knots
     x_t = x.T.contiguous()  # (d, m)
     hi = torch.searchsorted(xp_t, x_t, right=True).clamp(1, k - 1)
@@ -73,7 +86,7 @@ def _interp_columns(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torc
     y1 = torch.gather(fp_t, 1, hi)
     width = x1 - x0
     safe = torch.where(width > 0, width, torch.ones_like(width))
-    frac = torch.where(width > 0, (x_t - x0) / safe, torch.ones_like(width)).clamp(0.0, 1.0)
+    frac = torch.where(width > 0, (x_t - x0) / safe, (x_t >= x0).to(x0.dtype)).clamp(0.0, 1.0)
     return (y0 + frac * (y1 - y0)).T
 
 

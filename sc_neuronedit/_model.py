@@ -7,6 +7,7 @@ edit math in :mod:`sc_neuronedit._edit`; this class wires them to data.
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,12 +68,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
 class _Columns:
     """Row access to a subset of columns of a dense, sparse or backed matrix.
 
+    ``cols`` is a boolean mask or integer indices in the model's feature order.
     Slicing rows first keeps a sparse or backed matrix from being expanded.
     """
 
     def __init__(self, X, cols: np.ndarray | None):
+        if cols is not None and cols.dtype == bool:
+            cols = np.flatnonzero(cols)
         self.X, self.cols = X, cols
-        n_cols = X.shape[1] if cols is None else int(cols.sum())
+        n_cols = X.shape[1] if cols is None else len(cols)
         self.shape = (X.shape[0], n_cols)
 
     def __getitem__(self, idx):
@@ -161,6 +165,8 @@ class NeuronEditor:
         self.layer = layer
         self._X = X
         self.n_features = X.shape[1] if self._feature_mask is None else int(self._feature_mask.sum())
+        # The data's columns in the model's feature order (load() may reorder them).
+        self._columns = None if self._feature_mask is None else np.flatnonzero(self._feature_mask)
         self.config = {
             "hidden": [int(h) for h in hidden],
             "n_latent": int(n_latent),
@@ -176,7 +182,7 @@ class NeuronEditor:
 
     # ------------------------------------------------------------------ data
     def _view(self, X=None) -> _Columns:
-        return _Columns(self._X if X is None else X, self._feature_mask)
+        return _Columns(self._X if X is None else X, self._columns)
 
     def _cells(self, cells, *, name: str = "cells") -> tuple[_Columns, np.ndarray]:
         """Matrix view and row indices for a selection, a mask or a data matrix."""
@@ -565,9 +571,14 @@ class NeuronEditor:
 
     # ------------------------------------------------------------ save/load
     def save(self, path: str | Path, *, overwrite: bool = False) -> None:
-        """Save to a folder: ``weights.pt`` (a plain state dict) and ``config.json``.
+        """Save to a folder: ``weights.pt`` (a plain state dict of tensors) and
+        ``config.json`` (``format_version``, architecture, var names, training
+        parameters and history).
 
-        Nothing is pickled, so loading never runs code from the file.
+        The folder is written under a temporary name next to ``path`` and then
+        renamed, so an interrupted save never leaves a half-written model.
+        ``overwrite=True`` replaces a folder holding a saved model, never one
+        holding other files.
 
         Parameters
         ----------
@@ -591,30 +602,57 @@ class NeuronEditor:
         >>> sne.NeuronEditor.load(path, X).n_features
         20
         """
+        import secrets
+        import shutil
+
         net = self._require_trained()
         path = Path(path)
-        if path.exists() and any(path.iterdir()) and not overwrite:
+        old = sorted(p.name for p in path.iterdir()) if path.is_dir() else None
+        if path.exists() and old is None:
+            raise FileExistsError(f"{path} exists and is not a folder.")
+        if old and not overwrite:
             raise FileExistsError(f"{path} exists and is not empty; pass overwrite=True.")
-        path.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.cpu() for k, v in net.state_dict().items()}, path / _WEIGHTS)
-        config = {
-            "format_version": _FORMAT_VERSION,
-            "n_features": self.n_features,
-            "feature_names": None if self.feature_names is None else self.feature_names.tolist(),
-            "layer": self.layer,
-            **self.config,
-            "train_params": self.train_params,
-            "history": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                        for k, v in self.history.to_dict().items()},
-        }
-        (path / _CONFIG).write_text(json.dumps(config, indent=1))
+        if old and not set(old) <= {_CONFIG, _WEIGHTS}:
+            raise FileExistsError(f"{path} holds files other than a saved model ({', '.join(old[:5])}); "
+                                  "not overwriting it.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp, aside = (path.parent / f".{path.name}.{secrets.token_hex(4)}.{end}" for end in ("tmp", "old"))
+        tmp.mkdir()
+        try:
+            torch.save({k: v.cpu() for k, v in net.state_dict().items()}, tmp / _WEIGHTS)
+            config = {
+                "format_version": _FORMAT_VERSION,
+                "n_features": self.n_features,
+                "feature_names": None if self.feature_names is None else self.feature_names.tolist(),
+                "layer": self.layer,
+                **self.config,
+                "train_params": self.train_params,
+                "history": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                            for k, v in self.history.to_dict().items()},
+            }
+            (tmp / _CONFIG).write_text(json.dumps(config, indent=1))
+            if old:  # move the old model aside, swap, and only then remove it
+                path.replace(aside)
+                try:
+                    tmp.replace(path)
+                except BaseException:
+                    aside.replace(path)
+                    raise
+                shutil.rmtree(aside)
+            else:
+                tmp.replace(path)  # also replaces an empty folder
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
 
     @classmethod
     def load(cls, path: str | Path, data, *, layer: str | None = None, device="auto") -> NeuronEditor:
         """Load a saved model and attach it to ``data``.
 
-        The features the model was trained on must be present in ``data``
-        (by var name for AnnData, by count for arrays).
+        The features the model was trained on must be present in ``data``: by
+        var name for AnnData (in any order, other features are passed
+        through), by count for arrays. The weights are read as plain tensors
+        only, so a file crafted to run code on loading is refused.
 
         Parameters
         ----------
@@ -652,30 +690,51 @@ class NeuronEditor:
         if not (path / _CONFIG).is_file() or not (path / _WEIGHTS).is_file():
             raise FileNotFoundError(f"{path} does not hold a saved NeuronEditor ({_CONFIG}, {_WEIGHTS}).")
         config = json.loads((path / _CONFIG).read_text())
+        version = config.get("format_version")
+        if not isinstance(version, int) or version > _FORMAT_VERSION:
+            raise ValueError(
+                f"{path} was saved in model format_version {version!r}; this version of "
+                f"sc_neuronedit reads format_version <= {_FORMAT_VERSION}. Upgrade sc_neuronedit."
+            )
         names = config["feature_names"]
-        mask_var = None
+        mask_var = columns = None
         if _ad.is_anndata(data):
             if names is None:
                 raise ValueError("This model was trained on an array; load it with an array.")
-            present = data.var_names.isin(names)
-            if present.sum() != len(names) or list(data.var_names[present]) != names:
-                missing = [n for n in names if n not in set(data.var_names)][:10]
+            if not data.var_names.is_unique:
+                raise ValueError("The data's var names are not unique; call adata.var_names_make_unique().")
+            columns = data.var_names.get_indexer(names)
+            if (columns < 0).any():
+                missing = [n for n, c in zip(names, columns) if c < 0]
                 raise ValueError(
-                    "The data's var names do not match the model's features "
-                    f"({len(names)} expected; missing e.g. {missing}, or in another order)."
+                    f"The data's var names do not match the model's features: {len(missing)} of "
+                    f"{len(names)} missing: {missing[:20]}{' ...' if len(missing) > 20 else ''}."
                 )
-            mask_var = None if present.all() else present
+            mask_var = np.zeros(data.n_vars, dtype=bool)
+            mask_var[columns] = True
+            if mask_var.all() and (columns == np.arange(data.n_vars)).all():
+                mask_var = columns = None
         model = cls(
             data, layer=layer if layer is not None else (config["layer"] if _ad.is_anndata(data) else None),
             mask_var=mask_var, hidden=config["hidden"], n_latent=config["n_latent"],
             edit_layer=config["edit_layer"], standardize=config.get("standardize", False),
         )
+        if columns is not None:  # the data's columns in the model's feature order
+            model._columns, model.feature_names = columns, np.asarray(names, dtype=object)
         if model.n_features != config["n_features"]:
             raise ValueError(
                 f"The model expects {config['n_features']} features, the data has {model.n_features}."
             )
         net = Autoencoder(model.n_features, config["hidden"], config["n_latent"])
-        net.load_state_dict(torch.load(path / _WEIGHTS, map_location="cpu", weights_only=True))
+        try:
+            state = torch.load(path / _WEIGHTS, map_location="cpu", weights_only=True)
+            net.load_state_dict(state)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+            raise ValueError(
+                f"{path / _WEIGHTS} is not a state dict of tensors for this architecture; "
+                "refusing to load it (a file holding anything else could run code). "
+                f"Reason: {str(err).splitlines()[0][:200]}"
+            ) from err
         model.device = resolve_device(device)
         model.network = net.to(model.device).eval()
         model.train_params = config["train_params"]

@@ -47,16 +47,53 @@ def toy_adata():
     return ad.AnnData(np.vstack(blocks).astype(np.float32), obs=obs, var=var)
 
 
+def _dense(M):
+    return M.toarray() if hasattr(M, "toarray") else np.array(M)
+
+
 def snapshot(adata):
-    """Everything a failed call must leave untouched."""
-    X = adata.X.toarray() if hasattr(adata.X, "toarray") else np.array(adata.X)
-    return (X, adata.obs.copy(), sorted(adata.layers.keys()), sorted(adata.uns.keys()))
+    """Everything a failed call must leave untouched: X, layers, obs, var, uns, obsm."""
+    import copy
+
+    return {
+        "X": _dense(adata.X),
+        "layers": {k: _dense(v) for k, v in adata.layers.items()},
+        "obs": adata.obs.copy(),
+        "var": adata.var.copy(),
+        "uns": copy.deepcopy(dict(adata.uns)),
+        "obsm": {k: _dense(v) for k, v in adata.obsm.items()},
+    }
 
 
 def assert_unchanged(adata, snap):
-    X, obs, layers, uns = snap
-    now = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
-    np.testing.assert_array_equal(now, X)
-    pd.testing.assert_frame_equal(adata.obs, obs)
-    assert sorted(adata.layers.keys()) == layers
-    assert sorted(adata.uns.keys()) == uns
+    assert_same(snapshot(adata), snap)
+
+
+def assert_same(a, b, where="adata"):
+    """Deep equality of nested dicts, DataFrames, arrays and scalars (NaN equals NaN).
+
+    Scalars compare by value, so a NumPy scalar equals the Python scalar read
+    back from an ``.h5ad`` file.
+    """
+    if isinstance(a, pd.DataFrame) or isinstance(b, pd.DataFrame):
+        assert isinstance(a, pd.DataFrame) and isinstance(b, pd.DataFrame), where
+        pd.testing.assert_frame_equal(a, b, obj=where)
+    elif isinstance(a, dict) or isinstance(b, dict):
+        assert isinstance(a, dict) and isinstance(b, dict), f"{where}: {type(a)} vs {type(b)}"
+        assert sorted(a) == sorted(b), f"{where}: keys {sorted(a)} vs {sorted(b)}"
+        for k in a:
+            assert_same(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (np.ndarray, list, tuple)) or isinstance(b, (np.ndarray, list, tuple)):
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.shape == b.shape, f"{where}: shape {a.shape} vs {b.shape}"
+        if a.dtype.kind in "OUS" or b.dtype.kind in "OUS":
+            assert a.astype(str).tolist() == b.astype(str).tolist(), where
+        else:
+            assert a.dtype.kind == b.dtype.kind, f"{where}: dtype {a.dtype} vs {b.dtype}"
+            np.testing.assert_array_equal(a, b, err_msg=where)
+    elif isinstance(a, (float, np.floating)) and np.isnan(a):
+        assert isinstance(b, (float, np.floating)) and np.isnan(b), where
+    else:
+        assert type(a) is type(b) or (isinstance(a, np.generic) or isinstance(b, np.generic)), \
+            f"{where}: {type(a)} vs {type(b)}"
+        assert a == b, f"{where}: {a!r} vs {b!r}"

@@ -80,6 +80,12 @@ def test_missing_reference_is_an_error(batches):
         sne.tl.batch_correct(sub, "batch", reference_key="reference", reference_value=True,
                              reference_batch="z", **FAST)
     assert_unchanged(sub, snap)
+    only_a = batches[(batches.obs.batch == "a").to_numpy()].copy()
+    snap = snapshot(only_a)
+    with pytest.raises(ValueError, match="holds only the reference batch 'a'"):
+        sne.tl.batch_correct(only_a, "batch", reference_key="reference", reference_value=True,
+                             reference_batch="a", **FAST)
+    assert_unchanged(only_a, snap)
 
 
 def test_gates_held_out_volunteer_gets_closer_across_batches():
