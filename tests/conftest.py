@@ -6,6 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import settings
+
+# The same examples on every run, so that CI is reproducible; search with fresh
+# random examples locally with HYPOTHESIS_PROFILE=explore.
+settings.register_profile("reproducible", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
