@@ -203,11 +203,16 @@ class NeuronEditor:
                 )
             return view, np.arange(cells.shape[0])
         if self.adata is None:
-            mask = np.asarray(cells)
-            if mask.dtype != bool or mask.shape != (self._X.shape[0],):
+            mask, n = np.asarray(cells), self._X.shape[0]
+            if mask.ndim == 1 and np.issubdtype(mask.dtype, np.integer):
+                if mask.size and (mask.min() < -n or mask.max() >= n):
+                    raise IndexError(f"{name}: integer index out of range for {n} rows.")
+                idx, mask = mask, np.zeros(n, dtype=bool)
+                mask[idx] = True  # as with AnnData: rows in order, each once
+            if mask.dtype != bool or mask.shape != (n,):
                 raise TypeError(
-                    f"{name}: without AnnData, give a boolean mask over the {self._X.shape[0]} "
-                    "rows or a cells x features matrix."
+                    f"{name}: without AnnData, give a boolean mask over the {n} rows, "
+                    "integer row indices or a cells x features matrix."
                 )
         else:
             mask = _ad.resolve_selection(self.adata, cells, name=name)
@@ -372,8 +377,8 @@ class NeuronEditor:
         Parameters
         ----------
         source, target
-            Cells as a selection ``{obs_key: value(s)}``, a boolean mask or a
-            cells x features matrix.
+            Cells as a selection ``{obs_key: value(s)}``, a boolean mask,
+            integer row indices or a cells x features matrix.
         n_quantiles
             Knots per neuron.
         groupby
