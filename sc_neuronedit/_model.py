@@ -20,6 +20,7 @@ from . import _anndata as _ad
 from ._edit import QuantileEdit, fit_quantile_edit
 from ._matrix import in_memory, take_rows
 from .nn import Autoencoder, TrainingHistory, train_autoencoder
+from .nn._distributed import all_reduce_sum, gather_rows, shard
 from .nn._training import iter_batches
 
 DECODE_FORMS = ("edited_residual", "residual", "plain")
@@ -82,6 +83,18 @@ class _Columns:
     def __getitem__(self, idx):
         block = in_memory(self.X[idx])
         return block if self.cols is None else block[:, self.cols]
+
+
+def _array_mask(mask_var, n_features: int) -> np.ndarray:
+    """``mask_var`` for array input: a boolean mask with one entry per column."""
+    mask = np.asarray(mask_var)
+    if mask.dtype != bool or mask.shape != (n_features,):
+        raise ValueError(f"With array input, mask_var must be a boolean mask of {n_features} entries "
+                         f"(one per column), got {mask.dtype} of shape {mask.shape}; var names "
+                         "and .var columns need AnnData input.")
+    if not mask.any():
+        raise ValueError("mask_var selects no features.")
+    return mask
 
 
 class NeuronEditor:
@@ -160,7 +173,7 @@ class NeuronEditor:
             if layer is not None:
                 raise ValueError("layer= only applies to AnnData input.")
             X = _as_matrix(data)
-            self._feature_mask = None if mask_var is None else np.asarray(mask_var, dtype=bool)
+            self._feature_mask = None if mask_var is None else _array_mask(mask_var, X.shape[1])
             self.feature_names = None
         self.layer = layer
         self._X = X
@@ -250,8 +263,9 @@ class NeuronEditor:
             without improvement to wait; the best epoch's weights are kept.
         cells
             Cells to train on (selection, mask or matrix); default all. The
-            method trains on every cell involved, but never on cells whose
-            target is to be predicted.
+            method trains on every cell involved: source, target and the cells
+            to be edited, but not the real counterpart of a prediction you want
+            to evaluate (the ``tl`` functions leave it out for you).
         device
             ``"auto"`` uses a GPU when present.
         random_state
@@ -307,8 +321,11 @@ class NeuronEditor:
     @torch.no_grad()
     def _encode_rows(self, view, idx, batch_size: int = 1024) -> torch.Tensor:
         net = self._require_trained()
-        out = [net.encode(xb, self.edit_layer) for xb in iter_batches(view, idx, batch_size, self.device)]
-        return torch.cat(out) if out else torch.empty(0, net.layer_width(self.edit_layer))
+        out = [net.encode(xb, self.edit_layer)
+               for xb in iter_batches(view, shard(idx), batch_size, self.device)]
+        width = net.layer_width(self.edit_layer)
+        local = torch.cat(out) if out else torch.empty(0, width, device=self.device)
+        return gather_rows(local)  # every rank's cells: exact quantiles in a distributed run
 
     def encode(self, cells=None) -> np.ndarray:
         """Activations of the edited layer, cells x neurons.
@@ -442,9 +459,9 @@ class NeuronEditor:
     @torch.no_grad()
     def _residual_rows(self, view, idx, batch_size: int = 1024) -> torch.Tensor:
         net = self._require_trained()
-        return torch.cat([
-            (xb - net(xb)).cpu() for xb in iter_batches(view, idx, batch_size, self.device)
-        ])
+        out = [xb - net(xb) for xb in iter_batches(view, shard(idx), batch_size, self.device)]
+        local = torch.cat(out) if out else torch.empty(0, net.n_input, device=self.device)
+        return gather_rows(local).cpu()
 
     @torch.no_grad()
     def apply_edit(
@@ -753,12 +770,13 @@ MIN_SCALE = 0.1
 def _standardization(rows, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-feature mean and floored standard deviation, streamed over row chunks."""
     n = rows.shape[0]
-    total = np.zeros(rows.shape[1])
-    total_sq = np.zeros(rows.shape[1])
-    for start in range(0, n, chunk):
-        block = np.asarray(take_rows(rows, np.arange(start, min(start + chunk, n))), dtype=np.float64)
-        total += block.sum(axis=0)
-        total_sq += (block**2).sum(axis=0)
+    mine = shard(np.arange(n))  # each rank sums its part; the sums are added up
+    sums = torch.zeros((2, rows.shape[1]), dtype=torch.float64)
+    for start in range(0, len(mine), chunk):
+        block = torch.as_tensor(np.asarray(take_rows(rows, mine[start : start + chunk]), dtype=np.float64))
+        sums[0] += block.sum(dim=0)
+        sums[1] += (block**2).sum(dim=0)
+    total, total_sq = all_reduce_sum(sums).numpy()
     mean = total / n
     std = np.sqrt(np.maximum(total_sq / n - mean**2, 0.0))
     return (torch.as_tensor(mean, dtype=torch.float32),

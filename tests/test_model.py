@@ -140,3 +140,12 @@ def test_backed_input_matches_in_memory(toy_adata, tmp_path, fmt):
     edit = m_mem.learn_edit(sel, tgt)
     np.testing.assert_allclose(m_bak.apply_edit(sel, edit), m_mem.apply_edit(sel, edit), atol=1e-5)
     backed.file.close()
+
+
+@pytest.mark.parametrize("mask_var", [["g0", "g1"], np.array([True, False]), np.array([1, 0, 1, 1]),
+                                      np.zeros(4, bool)])
+def test_array_input_mask_var_must_be_one_bool_per_column(mask_var):
+    X = np.zeros((10, 4), np.float32)
+    with pytest.raises(ValueError, match="boolean mask of 4 entries|selects no features"):
+        sne.NeuronEditor(X, mask_var=mask_var)
+    assert sne.NeuronEditor(X, mask_var=np.array([True, False, True, True])).n_features == 3

@@ -9,6 +9,7 @@ import torch
 
 from .._matrix import take_rows
 from ._autoencoder import Autoencoder
+from ._distributed import all_reduce_sum, data_parallel, shard, world
 
 
 @dataclass
@@ -90,7 +91,9 @@ def train_autoencoder(
     used and the last epoch is kept.
 
     Rows are drawn in minibatches from a dense array, a CSR matrix or a backed
-    dataset; only the minibatch is densified.
+    dataset; only the minibatch is densified. In a ``torch.distributed`` run
+    (see :mod:`._distributed`) each rank reads and computes its shard of every
+    minibatch; the result is the single-process training up to float rounding.
     """
     import time
     import warnings
@@ -112,6 +115,8 @@ def train_autoencoder(
     val_idx, train_idx = np.sort(perm[:n_val]), perm[n_val:]
 
     model.to(device)
+    parallel = data_parallel(model)
+    world_size = world()[1]
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(max_epochs, 1), eta_min=lr / 100)
     history = TrainingHistory()
@@ -119,17 +124,21 @@ def train_autoencoder(
     start = time.perf_counter()
     bar = tqdm(range(max_epochs), desc="training", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
-        model.train()
+        parallel.train()
         order = train_idx[rng.permutation(len(train_idx))]
-        total = 0.0
-        for xb in iter_batches(X, order, batch_size, device):
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        for first in range(0, len(order), batch_size):
+            batch = order[first : first + batch_size]
+            xb = rows_to_tensor(X, shard(batch), device)
             opt.zero_grad(set_to_none=True)
-            loss = torch.mean(((model(xb) - xb) / model.scale) ** 2)
-            loss.backward()
+            squares = torch.sum(((parallel(xb) - xb) / model.scale) ** 2)
+            # The mean over the whole minibatch; DDP averages the ranks' gradients,
+            # so each rank's sum is scaled up by the number of ranks.
+            (squares * (world_size / (len(batch) * xb.shape[1]))).backward()
             opt.step()
-            total += loss.item() * xb.shape[0]
+            total += squares.detach()
         sched.step()
-        history.train_loss.append(total / len(train_idx))
+        history.train_loss.append(all_reduce_sum(total).item() / (len(train_idx) * X.shape[1]))
         if n_val:
             val = _mean_loss(model, X, val_idx, batch_size, device)
             history.validation_loss.append(val)
@@ -156,7 +165,7 @@ def train_autoencoder(
 @torch.no_grad()
 def _mean_loss(model, X, idx, batch_size, device) -> float:
     model.eval()
-    total = 0.0
-    for xb in iter_batches(X, idx, batch_size * 4, device):
-        total += torch.sum(((model(xb) - xb) / model.scale) ** 2).item() / xb.shape[1]
-    return total / len(idx)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for xb in iter_batches(X, shard(idx), batch_size * 4, device):
+        total += torch.sum(((model(xb) - xb) / model.scale) ** 2)
+    return all_reduce_sum(total).item() / (len(idx) * X.shape[1])
