@@ -531,10 +531,12 @@ class NeuronEditor:
         view, idx = self._cells(cells)
         neurons = edit.neurons.to(self.device)
         residual = None if edit.residual is None else edit.residual.to(self.device)
-        out = []
+        # Filled block by block: the output is the only full-size array made.
+        out = np.empty((len(idx), view.X.shape[1]), dtype=np.float32)
         for start in range(0, len(idx), batch_size):
             rows = idx[start : start + batch_size]
-            full = np.array(take_rows(view.X, rows), dtype=np.float32)
+            full = out[start : start + len(rows)]
+            full[:] = take_rows(view.X, rows)
             x = torch.from_numpy(full if view.cols is None else full[:, view.cols]).to(self.device)
             z = net.encode(x, self.edit_layer)
             edited = net.decode(neurons.apply(z), self.edit_layer)
@@ -542,14 +544,11 @@ class NeuronEditor:
                 edited = x + edited - net.decode(z, self.edit_layer)
             elif decode == "edited_residual":
                 edited = edited + residual.apply(x - net.decode(z, self.edit_layer))
-            edited = edited.cpu().numpy()
             if view.cols is None:
-                out.append(edited)
+                full[:] = edited.cpu().numpy()
             else:
-                full[:, view.cols] = edited
-                out.append(full)
-        width = view.X.shape[1]
-        return np.vstack(out) if out else np.empty((0, width), dtype=np.float32)
+                full[:, view.cols] = edited.cpu().numpy()
+        return out
 
     def edit_statistics(self, cells, edit: Edit) -> dict[str, np.ndarray]:
         """Knots, per-neuron shift summary and the share of ``cells`` outside the source range.
