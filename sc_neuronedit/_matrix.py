@@ -14,6 +14,11 @@ def in_memory(block):
     return block.to_memory() if hasattr(block, "to_memory") else block
 
 
+def is_backed(X) -> bool:
+    """Whether ``X`` is read from disk (a backed AnnData's dense or sparse dataset)."""
+    return not (isinstance(X, np.ndarray) or sparse.issparse(X))
+
+
 def take_rows(X, idx) -> np.ndarray:
     """Rows ``idx`` of ``X`` as a dense array; only those rows are densified."""
     block = in_memory(X[idx])

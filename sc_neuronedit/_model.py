@@ -18,7 +18,7 @@ from scipy import sparse
 
 from . import _anndata as _ad
 from ._edit import QuantileEdit, fit_quantile_edit
-from ._matrix import in_memory, take_rows
+from ._matrix import in_memory, is_backed, take_rows
 from .nn import Autoencoder, TrainingHistory, train_autoencoder
 from .nn._distributed import all_reduce_sum, gather_rows, shard
 from .nn._training import iter_batches
@@ -59,6 +59,10 @@ class Edit:
     residual: QuantileEdit | None = None
 
 
+#: Rows read at once when training from a backed file: minibatches are shuffled
+#: within such chunks, and the chunks' order is shuffled (one sequential read each).
+BACKED_CHUNK_ROWS = 16384
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` picks CUDA when available, else the CPU."""
     if isinstance(device, str) and device == "auto":
@@ -81,6 +85,9 @@ class _Columns:
         self.shape = (X.shape[0], n_cols)
 
     def __getitem__(self, idx):
+        idx = np.asarray(idx)
+        if idx.ndim == 1 and len(idx) > 1 and idx[-1] - idx[0] == len(idx) - 1 and (np.diff(idx) == 1).all():
+            idx = slice(int(idx[0]), int(idx[-1]) + 1)  # one sequential read from a backed file
         block = in_memory(self.X[idx])
         return block if self.cols is None else block[:, self.cols]
 
@@ -302,6 +309,7 @@ class NeuronEditor:
             net, rows, max_epochs=max_epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, validation_fraction=validation_fraction,
             patience=patience, device=self.device, random_state=random_state, progress=progress,
+            chunk_rows=BACKED_CHUNK_ROWS if is_backed(view.X) else None,
         )
         self.network = net
         self.train_params = {

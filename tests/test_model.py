@@ -149,3 +149,34 @@ def test_array_input_mask_var_must_be_one_bool_per_column(mask_var):
     with pytest.raises(ValueError, match="boolean mask of 4 entries|selects no features"):
         sne.NeuronEditor(X, mask_var=mask_var)
     assert sne.NeuronEditor(X, mask_var=np.array([True, False, True, True])).n_features == 3
+
+
+def test_chunked_epochs_visit_every_row_once_and_read_chunks_whole():
+    from sc_neuronedit.nn._training import epoch_batches
+
+    idx = np.random.default_rng(1).permutation(1000)[:700]
+    batches = list(epoch_batches(idx, 32, np.random.default_rng(0), chunk_rows=100))
+    assert sorted(np.concatenate([b for _, b in batches])) == sorted(idx)
+    assert all(np.isin(b, c).all() and (np.diff(c) > 0).all() for c, b in batches)
+    assert len({id(c) for c, _ in batches}) == 7  # 7 sequential reads of 100 rows
+    # One chunk holding every row: the batches of the full permutation.
+    full = [b for _, b in epoch_batches(idx, 32, np.random.default_rng(0), chunk_rows=None)]
+    one = [b for _, b in epoch_batches(idx, 32, np.random.default_rng(0), chunk_rows=10_000)]
+    assert all((a == b).all() for a, b in zip(full, one))
+
+
+def test_backed_training_in_chunks_learns(toy_adata, tmp_path, monkeypatch):
+    import anndata as ad
+
+    import sc_neuronedit._model as model_module
+
+    monkeypatch.setattr(model_module, "BACKED_CHUNK_ROWS", 64)  # 360 cells: 6 chunks
+    toy_adata.X = sparse.csr_matrix(np.maximum(toy_adata.X, 0))
+    toy_adata.write_h5ad(tmp_path / "toy.h5ad")
+    backed = ad.read_h5ad(tmp_path / "toy.h5ad", backed="r")
+    model = sne.NeuronEditor(backed, **SMALL).train(random_state=0, max_epochs=8, progress=False)
+    losses = model.history.train_loss
+    assert losses[-1] < losses[0] - 0.05  # it learns, from batches drawn within 6 chunks
+    memory = sne.NeuronEditor(toy_adata, **SMALL).train(random_state=0, max_epochs=8, progress=False)
+    assert abs(losses[-1] - memory.history.train_loss[-1]) < 0.1 * memory.history.train_loss[-1]
+    backed.file.close()

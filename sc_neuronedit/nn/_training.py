@@ -59,6 +59,32 @@ def rows_to_tensor(X, idx: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(device)
 
 
+def epoch_batches(idx: np.ndarray, batch_size: int, rng: np.random.Generator, chunk_rows: int | None):
+    """One epoch's minibatches of ``idx`` (row indices into the training matrix).
+
+    ``chunk_rows=None``: a full random permutation. Otherwise the sorted ``idx``
+    is cut into contiguous chunks of ``chunk_rows`` rows, visited in random
+    order, each shuffled within: a chunk is one sequential read from disk, and
+    minibatches never straddle two chunks. When all of ``idx`` fits in one chunk
+    the batches are those of the full permutation, so small backed and in-memory
+    data train alike. Yields ``(chunk, batch)``: ``chunk`` the sorted rows to read
+    at once (``None`` for a full permutation), ``batch`` a subset of them.
+    """
+    if chunk_rows is None or len(idx) <= chunk_rows:
+        order = idx[rng.permutation(len(idx))]
+        chunk = None if chunk_rows is None else np.sort(idx)
+        for start in range(0, len(order), batch_size):
+            yield chunk, order[start : start + batch_size]
+        return
+    idx = np.sort(idx)
+    starts = np.arange(0, len(idx), chunk_rows)
+    for start in starts[rng.permutation(len(starts))]:
+        chunk = idx[start : start + chunk_rows]
+        order = chunk[rng.permutation(len(chunk))]
+        for first in range(0, len(order), batch_size):
+            yield chunk, order[first : first + batch_size]
+
+
 def iter_batches(X, idx: np.ndarray, batch_size: int, device: torch.device):
     for start in range(0, len(idx), batch_size):
         yield rows_to_tensor(X, idx[start : start + batch_size], device)
@@ -77,6 +103,7 @@ def train_autoencoder(
     device: torch.device | str,
     random_state: int,
     progress: bool,
+    chunk_rows: int | None = None,
 ) -> TrainingHistory:
     """Train ``model`` to reconstruct the rows of ``X`` (MSE, Adam).
 
@@ -91,7 +118,10 @@ def train_autoencoder(
     used and the last epoch is kept.
 
     Rows are drawn in minibatches from a dense array, a CSR matrix or a backed
-    dataset; only the minibatch is densified. In a ``torch.distributed`` run
+    dataset; only the minibatch is densified. With ``chunk_rows`` (for backed
+    data), an epoch visits contiguous chunks of rows in random order and draws
+    shuffled minibatches from each chunk once it is read, so the disk is read
+    sequentially and only one chunk is in memory. In a ``torch.distributed`` run
     (see :mod:`._distributed`) each rank reads and computes its shard of every
     minibatch; the result is the single-process training up to float rounding.
     """
@@ -125,11 +155,15 @@ def train_autoencoder(
     bar = tqdm(range(max_epochs), desc="training", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         parallel.train()
-        order = train_idx[rng.permutation(len(train_idx))]
         total = torch.zeros((), dtype=torch.float64, device=device)
-        for first in range(0, len(order), batch_size):
-            batch = order[first : first + batch_size]
-            xb = rows_to_tensor(X, shard(batch), device)
+        loaded, block = None, None
+        for chunk, batch in epoch_batches(train_idx, batch_size, rng, chunk_rows):
+            if chunk is None:
+                xb = rows_to_tensor(X, shard(batch), device)
+            else:
+                if chunk is not loaded:  # one read per chunk, then batches from memory
+                    loaded, block = chunk, X[chunk]
+                xb = rows_to_tensor(block, np.searchsorted(chunk, shard(batch)), device)
             opt.zero_grad(set_to_none=True)
             squares = torch.sum(((parallel(xb) - xb) / model.scale) ** 2)
             # The mean over the whole minibatch; DDP averages the ranks' gradients,
