@@ -19,9 +19,20 @@ def is_backed(X) -> bool:
     return not (isinstance(X, np.ndarray) or sparse.issparse(X))
 
 
+def contiguous(idx):
+    """``idx`` as a slice when it is a run of consecutive rows: one sequential read
+    from a backed file instead of a fancy index."""
+    if isinstance(idx, slice):
+        return idx
+    idx = np.asarray(idx)
+    if idx.ndim == 1 and len(idx) > 1 and idx[-1] - idx[0] == len(idx) - 1 and (np.diff(idx) == 1).all():
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
 def take_rows(X, idx) -> np.ndarray:
     """Rows ``idx`` of ``X`` as a dense array; only those rows are densified."""
-    block = in_memory(X[idx])
+    block = in_memory(X[contiguous(idx)])
     return block.toarray() if sparse.issparse(block) else np.asarray(block)
 
 

@@ -18,7 +18,7 @@ from scipy import sparse
 
 from . import _anndata as _ad
 from ._edit import QuantileEdit, fit_quantile_edit
-from ._matrix import in_memory, is_backed, take_rows
+from ._matrix import contiguous, in_memory, is_backed, take_rows
 from .nn import Autoencoder, TrainingHistory, train_autoencoder
 from .nn._distributed import all_reduce_sum, gather_rows, shard
 from .nn._training import iter_batches
@@ -85,10 +85,7 @@ class _Columns:
         self.shape = (X.shape[0], n_cols)
 
     def __getitem__(self, idx):
-        idx = np.asarray(idx)
-        if idx.ndim == 1 and len(idx) > 1 and idx[-1] - idx[0] == len(idx) - 1 and (np.diff(idx) == 1).all():
-            idx = slice(int(idx[0]), int(idx[-1]) + 1)  # one sequential read from a backed file
-        block = in_memory(self.X[idx])
+        block = in_memory(self.X[contiguous(idx)])
         return block if self.cols is None else block[:, self.cols]
 
 
