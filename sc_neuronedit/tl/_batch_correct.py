@@ -166,7 +166,7 @@ def batch_correct(
             "outside_fraction": float(stats["outside_fraction"].mean()),
             "mean_shift": stats["mean_shift"],
         }
-        warn_outside(per_batch[str(b)]["outside_fraction"], f"batch {b!r}")
+        warn_outside(per_batch[str(b)]["outside_fraction"], f"batch {b!r}", depth=1)
     rows = np.concatenate(rows)
     order = np.argsort(rows, kind="stable")
     uns = {

@@ -22,7 +22,8 @@ COUNTS_SAMPLE_ROWS = 2000
 COUNTS_MIN_MAX = 20
 
 
-def check_input(adata, *, layer: str | None, key_added: str, writes: str | None = "all"):
+def check_input(adata, *, layer: str | None, key_added: str, writes: str | None = "all",
+                stacklevel: int = 3):
     """Run the checks at the edge of a ``tl`` function; return the input matrix.
 
     - ``key_added`` is a non-empty string, not the input layer (inputs are never
@@ -33,6 +34,9 @@ def check_input(adata, *, layer: str | None, key_added: str, writes: str | None 
     - obs and var names are unique (results are matched to cells and genes by name);
     - no NaN or inf (how many, in which cells and features);
     - integer data that look like raw counts give a warning with the fix.
+
+    ``stacklevel`` points warnings at the user's call: 3 when a ``tl`` function
+    calls this directly.
     """
     if not isinstance(key_added, str) or not key_added:
         raise ValueError(f"key_added must be a non-empty string, got {key_added!r}.")
@@ -53,16 +57,17 @@ def check_input(adata, *, layer: str | None, key_added: str, writes: str | None 
                              f"results are matched by name. Run adata.{fix}() first.")
     _ad.check_finite(X, what="adata.X" if layer is None else f"adata.layers[{layer!r}]",
                      var_names=adata.var_names, obs_names=adata.obs_names)
-    _warn_if_counts(X, "adata.X" if layer is None else f"adata.layers[{layer!r}]")
+    _warn_if_counts(X, "adata.X" if layer is None else f"adata.layers[{layer!r}]", stacklevel + 1)
     existing = [f"layers[{key_added!r}]"] if writes == "all" and key_added in adata.layers else []
     existing += [f"uns[{key_added!r}]"] if writes and key_added in adata.uns else []
     if existing:
         warnings.warn(f"adata.{' and adata.'.join(existing)} already exist(s) and will be replaced; "
-                      "pass another key_added to keep the earlier result.", UserWarning, stacklevel=3)
+                      "pass another key_added to keep the earlier result.", UserWarning,
+                      stacklevel=stacklevel)
     return X
 
 
-def _warn_if_counts(X, what: str) -> None:
+def _warn_if_counts(X, what: str, stacklevel: int) -> None:
     """Warn when the first rows hold only non-negative integers reaching ``COUNTS_MIN_MAX``."""
     block = in_memory(X[:COUNTS_SAMPLE_ROWS])
     values = block.data if sparse.issparse(block) else np.asarray(block)
@@ -73,7 +78,7 @@ def _warn_if_counts(X, what: str) -> None:
             f"{what} holds only non-negative whole numbers (up to {values.max():g}): this looks like "
             "raw counts. Neuron editing expects log-normalised values (sc.pp.normalize_total then "
             "sc.pp.log1p) or, for cytometry, arcsinh-transformed values (sne.pp.arcsinh); use "
-            "layer= to pass a transformed layer.", UserWarning, stacklevel=4)
+            "layer= to pass a transformed layer.", UserWarning, stacklevel=stacklevel)
 
 
 def check_min_cells(counts: dict, minimum: int, *, what: str, fix: str) -> None:

@@ -245,7 +245,7 @@ class _Run:
                  device, random_state, progress, writes="all"):
         from scanpy import logging as logg
 
-        self.X = check_input(adata, layer=layer, key_added=key_added, writes=writes)
+        self.X = check_input(adata, layer=layer, key_added=key_added, writes=writes, stacklevel=4)
         if decode not in NeuronEditor.decode_forms:
             raise ValueError(f"decode must be one of {NeuronEditor.decode_forms}, got {decode!r}.")
         conditions = _ad.resolve_groups(adata, condition_key)
@@ -307,7 +307,7 @@ class _Run:
             for drug, other in ((drug_a, drug_b), (drug_b, drug_a)):
                 edit, values = self._edit_onto(drug, other)
                 stats = self.model.edit_statistics(self.rows(other), edit)
-                warn_outside(float(stats["outside_fraction"].mean()), f"the {other} cells")
+                warn_outside(float(stats["outside_fraction"].mean()), f"the {other} cells", depth=2)
                 out.append((self.cells[other], values))
             self._values[drug_a, drug_b] = out
         return self._values[drug_a, drug_b]

@@ -190,7 +190,7 @@ def edit_cells(
     values = model.apply_edit(apply_mask, edit, decode=decode)
     stats = model.edit_statistics(apply_mask, edit)
     outside = float(stats["outside_fraction"].mean())
-    warn_outside(outside, "the edited cells")
+    warn_outside(outside, "the edited cells", depth=2)
     uns = {
         "params": {
             "layer": layer, "groupby": groupby, "decode": decode, "n_quantiles": n_quantiles,

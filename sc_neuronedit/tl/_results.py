@@ -26,14 +26,19 @@ def to_uns(value):
     return value
 
 
-def warn_outside(fraction: float, where: str) -> None:
+def warn_outside(fraction: float, where: str, *, depth: int) -> None:
+    """Warn when a large share of edited activations lies outside the source range.
+
+    ``depth``: calls between the user's code and this function (1 when a ``tl``
+    function calls it directly), so that the warning points at the user's call.
+    """
     if fraction > OUTSIDE_WARN:
         warnings.warn(
             f"{fraction:.0%} of the edited activations of {where} lie outside the range of "
             "the source cells, where the edit extrapolates with a constant shift. The "
             "population may be too unlike the source for a reliable prediction.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=depth + 2,
         )
 
 
