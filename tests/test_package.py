@@ -28,10 +28,12 @@ def test_each_tool_has_its_own_key_added():
     assert len(set(keys)) == len(keys)
 
 
-def test_cli_demo_runs_on_real_data(capsys):
-    assert main(["demo", "--cell-type", "NK", "--max-epochs", "2"]) == 0
+def test_cli_demo_runs_on_real_data(capsys, tmp_path):
+    png = tmp_path / "demo.png"
+    assert main(["demo", "--cell-type", "NK", "--max-epochs", "2", "--plot", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "neuron editing" in out and "ISG15" in out
+    assert "neuron editing" in out and "ISG15" in out and f"wrote {png}" in out
+    assert png.stat().st_size > 10_000
 
 
 def test_cli_reports_bad_input(tmp_path, capsys, kang):
