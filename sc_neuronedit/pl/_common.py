@@ -79,7 +79,15 @@ COMMON_PARAMS = """ax
         ``.pdf``), at 150 dpi."""
 
 
+#: The first lines of the examples that plot a prediction on the Kang data.
+KANG_RESULT = """>>> import sc_neuronedit as sne
+    >>> adata = sne.datasets.kang_pbmc()
+    >>> sne.tl.predict_perturbation(adata, "condition", control="control",
+    ...     perturbed="stimulated", groupby="cell_type", predict_for="CD4T")"""
+
+
 def documented(func):
-    """Put :data:`COMMON_PARAMS` where ``func``'s docstring says ``{common_params}``."""
-    func.__doc__ = func.__doc__.replace("{common_params}", COMMON_PARAMS)
+    """Fill ``{common_params}`` and ``{kang_result}`` in ``func``'s docstring."""
+    func.__doc__ = (func.__doc__.replace("{common_params}", COMMON_PARAMS)
+                    .replace("{kang_result}", KANG_RESULT))
     return func

@@ -30,10 +30,7 @@ def edit_curves(adata, key: str = "predicted_perturbation", *, n_neurons: int = 
 
     Examples
     --------
-    >>> import sc_neuronedit as sne
-    >>> adata = sne.datasets.kang_pbmc()
-    >>> sne.tl.predict_perturbation(adata, "condition", control="control",
-    ...     perturbed="stimulated", groupby="cell_type", predict_for="CD4T")
+    {kang_result}
     >>> fig = sne.pl.edit_curves(adata, n_neurons=4)
     """
     edit = result(adata, key)["edit"]

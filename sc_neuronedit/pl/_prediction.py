@@ -89,10 +89,7 @@ def reg_mean(adata, key: str = "predicted_perturbation", *, observed=None,
 
     Examples
     --------
-    >>> import sc_neuronedit as sne
-    >>> adata = sne.datasets.kang_pbmc()
-    >>> sne.tl.predict_perturbation(adata, "condition", control="control",
-    ...     perturbed="stimulated", groupby="cell_type", predict_for="CD4T")
+    {kang_result}
     >>> fig = sne.pl.reg_mean(adata, labels=["ISG15", "IFI6", "IFIT1"], save="reg_mean.png")
     """
     from scipy import stats
@@ -157,10 +154,7 @@ def distributions(adata, genes: Sequence[str] | str, key: str = "predicted_pertu
 
     Examples
     --------
-    >>> import sc_neuronedit as sne
-    >>> adata = sne.datasets.kang_pbmc()
-    >>> sne.tl.predict_perturbation(adata, "condition", control="control",
-    ...     perturbed="stimulated", groupby="cell_type", predict_for="CD4T")
+    {kang_result}
     >>> fig = sne.pl.distributions(adata, ["ISG15", "IFIT1", "CXCL10"])
     """
     genes = [genes] if isinstance(genes, str) else list(genes)

@@ -22,10 +22,7 @@ def loss(adata, key: str = "predicted_perturbation", *, ax=None, show: bool | No
 
     Examples
     --------
-    >>> import sc_neuronedit as sne
-    >>> adata = sne.datasets.kang_pbmc()
-    >>> sne.tl.predict_perturbation(adata, "condition", control="control",
-    ...     perturbed="stimulated", groupby="cell_type", predict_for="CD4T")
+    {kang_result}
     >>> fig = sne.pl.loss(adata, save="loss.png")
     """
     history = adata.history.to_dict() if hasattr(adata, "history") else result(adata, key)["history"]
