@@ -164,8 +164,11 @@ def synergy(
         prediction) is rerun on ``n_resamples`` bootstrap resamples of the
         control and single-drug cells, and half the gap between the two
         routes' predictions (an estimate of the edit's error beyond
-        sampling) adds to the variance. Permuting observed against predicted
-        cells instead would reject everything once cells are many. q-values:
+        sampling) adds to the variance. The reference is a t distribution
+        whose degrees of freedom (Welch-Satterthwaite) count that the
+        variance is estimated from ``n_resamples`` reruns and the observed
+        cells. Permuting observed against predicted cells instead would
+        reject everything once cells are many. q-values:
         Benjamini-Hochberg over all combinations and features.
     ``bliss_excess``
         Share of responding cells (beyond the control's ``bliss_quantile``)
