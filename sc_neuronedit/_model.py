@@ -17,7 +17,7 @@ import torch
 from scipy import sparse
 
 from . import _anndata as _ad
-from ._edit import QuantileEdit, fit_quantile_edit
+from ._edit import BinnedInterp, QuantileEdit, fit_quantile_edit
 from ._matrix import contiguous, in_memory, is_backed, take_rows
 from .nn import Autoencoder, TrainingHistory, train_autoencoder
 from .nn._distributed import all_reduce_sum, gather_rows, shard
@@ -26,6 +26,10 @@ from .nn._training import iter_batches
 DECODE_FORMS = ("edited_residual", "residual", "plain")
 #: Cells per side used for the per-feature quantiles of the residual edit.
 RESIDUAL_MAX_CELLS = 10_000
+#: From this many cells on, the residual edit is read from a table
+#: (:class:`~sc_neuronedit._edit.BinnedInterp`) instead of searched per value:
+#: below it, building the table costs more than it saves.
+BINNED_MIN_CELLS = 2048
 _CONFIG = "config.json"
 _WEIGHTS = "weights.pt"
 _FORMAT_VERSION = 1
@@ -535,7 +539,13 @@ class NeuronEditor:
             )
         view, idx = self._cells(cells)
         neurons = edit.neurons.to(self.device)
-        residual = None if edit.residual is None else edit.residual.to(self.device)
+        residual_shift = None
+        if decode == "edited_residual":
+            residual = edit.residual.to(self.device)
+            residual_shift = residual.shift
+            if len(idx) >= BINNED_MIN_CELLS:
+                residual_shift = BinnedInterp(residual.source_knots,
+                                              residual.target_knots - residual.source_knots)
         # Filled block by block: the output is the only full-size array made.
         out = np.empty((len(idx), view.X.shape[1]), dtype=np.float32)
         for start in range(0, len(idx), batch_size):
@@ -548,7 +558,9 @@ class NeuronEditor:
             if decode == "residual":
                 edited = x + edited - net.decode(z, self.edit_layer)
             elif decode == "edited_residual":
-                edited = edited + residual.apply(x - net.decode(z, self.edit_layer))
+                r = x - net.decode(z, self.edit_layer)
+                edited += r
+                edited += residual_shift(r)
             if view.cols is None:
                 full[:] = edited.cpu().numpy()
             else:

@@ -20,7 +20,7 @@ from scipy import sparse
 
 import sc_neuronedit as sne
 from sc_neuronedit import fit_quantile_edit
-from sc_neuronedit._edit import weighted_quantiles
+from sc_neuronedit._edit import BinnedInterp, weighted_quantiles
 
 EPS = float(np.finfo(np.float32).eps)
 MATH = settings(max_examples=40, deadline=None)
@@ -345,3 +345,15 @@ def test_batch_correct_writes_keys_or_raises_cleanly(faulty, data):
         min_reference_cells=data.draw(st.integers(1, 8)),
         calibrate=data.draw(st.booleans()), keep_zeros=data.draw(st.booleans()), **opts, **TINY,
     ), key="batch_corrected")
+
+
+@MATH
+@given(edit_cases(), st.integers(1, 64))
+def test_binned_lookup_equals_the_searched_edit(case, n_bins):
+    # The table lookup that prediction uses for many cells must be the same function
+    # as QuantileEdit.shift, at the knots, beside them, between them and far outside.
+    edit, probe = case
+    grid = _probe_grid(edit, probe)
+    src, tgt = edit.source_knots, edit.target_knots
+    binned = BinnedInterp(src, tgt - src, n_bins=n_bins)(grid)
+    assert ((binned - edit.shift(grid)).abs() <= _rounding(edit, grid)).all()
