@@ -253,6 +253,7 @@ class NeuronEditor:
         device: str | torch.device = "auto",
         random_state: int = 0,
         progress: bool = True,
+        mixed_precision: bool = False,
     ) -> NeuronEditor:
         """Train the autoencoder to reconstruct the cells (MSE, Adam).
 
@@ -281,6 +282,12 @@ class NeuronEditor:
             the same seed, input type and thread count give identical weights.
         progress
             Show a progress bar.
+        mixed_precision
+            Run the forward and backward passes in bfloat16 (``torch.autocast``);
+            weights, optimiser state and the loss stay float32. Pays on GPUs with
+            bfloat16 matrix units (A100, H100); on CPUs without bfloat16
+            instructions it is slower. Editing and prediction always run in
+            float32.
 
         Returns
         -------
@@ -311,13 +318,14 @@ class NeuronEditor:
             weight_decay=weight_decay, validation_fraction=validation_fraction,
             patience=patience, device=self.device, random_state=random_state, progress=progress,
             chunk_rows=BACKED_CHUNK_ROWS if is_backed(view.X) else None,
+            mixed_precision=mixed_precision,
         )
         self.network = net
         self.train_params = {
             "max_epochs": int(max_epochs), "batch_size": int(batch_size), "lr": float(lr),
             "weight_decay": float(weight_decay), "validation_fraction": float(validation_fraction),
             "patience": -1 if patience is None else int(patience), "random_state": int(random_state),
-            "n_cells": int(len(idx)),
+            "n_cells": int(len(idx)), "mixed_precision": bool(mixed_precision),
         }
         return self
 
@@ -474,8 +482,9 @@ class NeuronEditor:
 
     @torch.no_grad()
     def apply_edit(
-        self, cells, edit: Edit, *, decode: str = "edited_residual", batch_size: int = 1024
-    ) -> np.ndarray:
+        self, cells, edit: Edit, *, decode: str = "edited_residual", batch_size: int = 1024,
+        out=None,
+    ):
         """Edit the cells' activations and decode them.
 
         Parameters
@@ -507,11 +516,17 @@ class NeuronEditor:
             the held-out type's perturbed cells.
         batch_size
             Cells per forward pass; only memory use depends on it.
+        out
+            Where to write the result instead of a new array: anything of shape
+            cells x features that takes ``out[i:j] = block``, such as a
+            :class:`numpy.memmap` or an h5py or zarr dataset. It is written one
+            block of ``batch_size`` cells at a time, so a prediction larger than
+            memory goes straight to disk.
 
         Returns
         -------
-        Cells x features array. With ``mask_var``, features outside the mask
-        keep their input values.
+        Cells x features array (``out`` when given). With ``mask_var``,
+        features outside the mask keep their input values.
 
         Examples
         --------
@@ -538,6 +553,10 @@ class NeuronEditor:
                 f"{net.layer_width(self.edit_layer)}; was it learned on another model?"
             )
         view, idx = self._cells(cells)
+        shape = (len(idx), view.X.shape[1])
+        if out is not None and tuple(getattr(out, "shape", ())) != shape:
+            raise ValueError(f"out must have shape {shape} (cells x features), got "
+                             f"{getattr(out, 'shape', None)}.")
         neurons = edit.neurons.to(self.device)
         residual_shift = None
         if decode == "edited_residual":
@@ -546,11 +565,14 @@ class NeuronEditor:
             if len(idx) >= BINNED_MIN_CELLS:
                 residual_shift = BinnedInterp(residual.source_knots,
                                               residual.target_knots - residual.source_knots)
-        # Filled block by block: the output is the only full-size array made.
-        out = np.empty((len(idx), view.X.shape[1]), dtype=np.float32)
+        # Filled block by block: the output is the only full-size array made, and
+        # with ``out`` not even that.
+        result = np.empty(shape, dtype=np.float32) if out is None else out
+        direct = isinstance(result, np.ndarray) and result.dtype == np.float32
+        block = None if direct else np.empty((min(batch_size, len(idx)), shape[1]), np.float32)
         for start in range(0, len(idx), batch_size):
             rows = idx[start : start + batch_size]
-            full = out[start : start + len(rows)]
+            full = result[start : start + len(rows)] if direct else block[: len(rows)]
             full[:] = take_rows(view.X, rows)
             x = torch.from_numpy(full if view.cols is None else full[:, view.cols]).to(self.device)
             z = net.encode(x, self.edit_layer)
@@ -565,7 +587,9 @@ class NeuronEditor:
                 full[:] = edited.cpu().numpy()
             else:
                 full[:, view.cols] = edited.cpu().numpy()
-        return out
+            if not direct:
+                result[start : start + len(rows)] = full
+        return result
 
     def edit_statistics(self, cells, edit: Edit) -> dict[str, np.ndarray]:
         """Knots, per-neuron shift summary and the share of ``cells`` outside the source range.

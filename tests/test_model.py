@@ -196,3 +196,36 @@ def test_binned_residual_edit_gives_the_searched_prediction(kang, monkeypatch):
     binned = model.apply_edit(~stim, edit)
     np.testing.assert_allclose(binned, searched, rtol=1e-5, atol=1e-5)
     assert np.abs(binned - model.apply_edit(~stim, edit, decode="plain")).max() > 0.1
+
+
+def test_apply_edit_writes_into_out_block_by_block(toy_adata, tmp_path):
+    import h5py
+
+    model = sne.NeuronEditor(toy_adata, **SMALL).train(random_state=0, **FAST)
+    treated = (toy_adata.obs["condition"] == "treated").to_numpy()
+    edit = model.learn_edit(~treated, treated)
+    expected = model.apply_edit(~treated, edit, batch_size=7)
+    shape = expected.shape
+    memmap = np.lib.format.open_memmap(tmp_path / "pred.npy", mode="w+", dtype="float32",
+                                       shape=shape)
+    assert model.apply_edit(~treated, edit, out=memmap, batch_size=7) is memmap
+    np.testing.assert_array_equal(np.load(tmp_path / "pred.npy"), expected)
+    with h5py.File(tmp_path / "pred.h5", "w") as f:
+        ds = f.create_dataset("predicted", shape=shape, dtype="float64")
+        model.apply_edit(~treated, edit, out=ds, batch_size=7)
+    with h5py.File(tmp_path / "pred.h5") as f:
+        np.testing.assert_allclose(f["predicted"][:], expected, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"out must have shape \(\d+, \d+\)"):
+        model.apply_edit(~treated, edit, out=np.empty((3, shape[1]), "float32"))
+
+
+def test_mixed_precision_trains_in_bfloat16_and_keeps_float32_weights(toy_adata):
+    kw = dict(random_state=0, **{**FAST, "max_epochs": 20})
+    mixed = sne.NeuronEditor(toy_adata, **SMALL).train(mixed_precision=True, **kw)
+    full = sne.NeuronEditor(toy_adata, **SMALL).train(**kw)
+    assert all(p.dtype == torch.float32 for p in mixed.network.parameters())
+    assert mixed.train_params["mixed_precision"] and not full.train_params["mixed_precision"]
+    # bfloat16 passes change the path (so autocast was on) but not what is learned
+    assert mixed.history.train_loss != full.history.train_loss
+    assert mixed.history.train_loss[-1] < 0.5 * mixed.history.train_loss[0]
+    assert mixed.history.train_loss[-1] < 1.2 * full.history.train_loss[-1]

@@ -104,6 +104,7 @@ def train_autoencoder(
     random_state: int,
     progress: bool,
     chunk_rows: int | None = None,
+    mixed_precision: bool = False,
 ) -> TrainingHistory:
     """Train ``model`` to reconstruct the rows of ``X`` (MSE, Adam).
 
@@ -121,7 +122,8 @@ def train_autoencoder(
     dataset; only the minibatch is densified. With ``chunk_rows`` (for backed
     data), an epoch visits contiguous chunks of rows in random order and draws
     shuffled minibatches from each chunk once it is read, so the disk is read
-    sequentially and only one chunk is in memory. In a ``torch.distributed`` run
+    sequentially and only one chunk is in memory. With ``mixed_precision`` the
+    passes run under bfloat16 autocast and the loss is summed in float32. In a ``torch.distributed`` run
     (see :mod:`._distributed`) each rank reads and computes its shard of every
     minibatch; the result is the single-process training up to float rounding.
     """
@@ -168,7 +170,9 @@ def train_autoencoder(
                     loaded, block = chunk, X[chunk]
                 xb = rows_to_tensor(block, np.searchsorted(chunk, shard(batch)), device)
             opt.zero_grad(set_to_none=True)
-            squares = torch.sum(((parallel(xb) - xb) / model.scale) ** 2)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed_precision):
+                recon = parallel(xb)
+            squares = torch.sum(((recon.float() - xb) / model.scale) ** 2)
             # The mean over the whole minibatch; DDP averages the ranks' gradients,
             # so each rank's sum is scaled up by the number of ranks.
             (squares * (world_size / (len(batch) * xb.shape[1]))).backward()
