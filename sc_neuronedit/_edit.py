@@ -108,13 +108,13 @@ class BinnedInterp:
     most one kink, so the function on it is one line, or two lines that meet
     at the kink (or jump there, for tied knots): a value costs a bin index, a
     comparison and four table reads. Values in the rare bins with several kinks
-    step from knot to knot. The results equal :func:`_interp_columns` up to
+    are searched for among the knots. The results equal :func:`_interp_columns` up to
     float rounding.
 
     Parameters
     ----------
     xp, fp
-        ``(k, d)`` knots, ``xp`` sorted per column, and the values at them.
+        ``(k, d)`` float32 knots, ``xp`` sorted per column, and the values at them.
     n_bins
         Bins per column.
     """
@@ -125,6 +125,8 @@ class BinnedInterp:
     MARGIN = 0.01
 
     def __init__(self, xp: torch.Tensor, fp: torch.Tensor, n_bins: int = 2048):
+        if xp.dtype != torch.float32 or fp.dtype != torch.float32:
+            raise TypeError(f"BinnedInterp takes float32 knots, got {xp.dtype} and {fp.dtype}.")
         k, d = xp.shape
         dev, dtype = xp.device, xp.dtype
         self.k, self.d, self.n_bins = k, d, n_bins
@@ -175,15 +177,13 @@ class BinnedInterp:
         kink_at[~spread, 1:-1] = float("nan")
         self.kink_at = kink_at.flatten()
         self.first_bin = rows * (n_bins + 2) + 1  # flat index of each column's bin 0, + 1
-        # Stepping starts from the knots a whole bin below the value's bin.
-        self.start = torch.cat([torch.zeros_like(below[:, :1]), below[:, :-1]], 1).flatten()
-        self.next = after_tie.flatten()  # one step clears a tie
+        self.keys = _order_keys(self.xp, rows.expand(d, k).flatten())
         # Each line through its segment's first knot, as the reference computes it:
         # measured from a nearby knot, a steep line does not lose digits. Tables of
         # all left lines, then all right ones.
-        pieces = torch.stack([left, right]) + rows * k
-        x0, x1 = self.xp[pieces], self.xp[pieces + 1]
-        y0, y1 = self.fp[pieces], self.fp[pieces + 1]
+        pieces = (torch.stack([left, right]) + rows * k).flatten()
+        x0, x1, y0, y1 = (table.index_select(0, pieces + i).view(2, d, -1)
+                          for table, i in ((self.xp, 0), (self.xp, 1), (self.fp, 0), (self.fp, 1)))
         slope = torch.where(x1 > x0, (y1 - y0) / torch.where(x1 > x0, x1 - x0, 1.0), 0.0)
         slope[0, :, 0], slope[1, :, -1] = 0.0, 0.0
         y0[0, :, 0], y0[1, :, -1] = fp_t[:, 0], fp_t[:, -1]
@@ -217,20 +217,24 @@ class BinnedInterp:
         several = torch.isnan(kink)
         if several.any():
             several = several.nonzero(as_tuple=True)
-            out[several] = self._stepped(x[several], several[0] + part.start, b[several])
+            out[several] = self._searched(x[several], several[0] + part.start)
         return out
 
-    def _stepped(self, x, col, b):
-        """Exact segments by stepping over the knots from a bin below ``x``'s."""
-        base, last = col * self.k, self.k - 1
-        idx = self.start[b]  # a count of knots <= x, at most the true one
-        while True:
-            at = base + idx.clamp(max=last)
-            move = (idx <= last) & (self.xp[at] <= x)
-            if not move.any():
-                break
-            idx = torch.where(move, self.next[at], idx)
-        return _on_segment(x, self.xp, self.fp, base + idx.clamp(1, last) - 1)
+    def _searched(self, x, col):
+        """Exact segments of values in bins with several kinks: one search over all
+        columns' knots at once, on integer keys that order like (column, value)."""
+        hi = torch.searchsorted(self.keys, _order_keys(x, col), right=True) - col * self.k
+        return _on_segment(x, self.xp, self.fp, col * self.k + hi.clamp(1, self.k - 1) - 1)
+
+
+def _order_keys(values: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+    """int64 keys that sort like ``(col, value)`` for float32 values, exactly.
+
+    A float32's bits, read as an integer, order like the float for positive
+    values; negative ones are mirrored (and -0.0 meets 0.0).
+    """
+    bits = values.to(torch.float32).contiguous().view(torch.int32).long()
+    return col * (1 << 33) + torch.where(bits >= 0, bits, -(bits & 0x7FFFFFFF))
 
 
 @dataclass

@@ -27,9 +27,11 @@ DECODE_FORMS = ("edited_residual", "residual", "plain")
 #: Cells per side used for the per-feature quantiles of the residual edit.
 RESIDUAL_MAX_CELLS = 10_000
 #: From this many cells on, the residual edit is read from a table
-#: (:class:`~sc_neuronedit._edit.BinnedInterp`) instead of searched per value:
-#: below it, building the table costs more than it saves.
-BINNED_MIN_CELLS = 2048
+#: (:class:`~sc_neuronedit._edit.BinnedInterp`) instead of searched per value.
+#: Building the table costs about as much per gene as searching 3,000 (generated
+#: data) to 15,000 cells (Kang, whose residuals crowd more values into bins with
+#: several knots); below this, it costs more than it saves.
+BINNED_MIN_CELLS = 16_384
 _CONFIG = "config.json"
 _WEIGHTS = "weights.pt"
 _FORMAT_VERSION = 1
