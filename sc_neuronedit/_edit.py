@@ -171,7 +171,7 @@ class BinnedInterp:
         # At or above hi: the last segment, then the last value held from the last knot.
         kink_at[:, 0], kink_at[:, -1] = xp_t[:, 0], xp_t[:, -1]
         right[:, 0], left[:, -1] = 0, k - 2
-        # NaN marks the bins whose values step to their segment: several kinks, or
+        # NaN marks the bins whose values are searched for: several kinks, or
         # every inner bin of a column without width.
         kink_at[kinks > 1] = float("nan")
         kink_at[~spread, 1:-1] = float("nan")
