@@ -221,7 +221,8 @@ def test_apply_edit_writes_into_out_block_by_block(toy_adata, tmp_path):
 
 def test_mixed_precision_trains_in_bfloat16_and_keeps_float32_weights(toy_adata):
     kw = dict(random_state=0, **{**FAST, "max_epochs": 20})
-    mixed = sne.NeuronEditor(toy_adata, **SMALL).train(mixed_precision=True, **kw)
+    with pytest.warns(UserWarning, match="mixed_precision=True on the CPU"):
+        mixed = sne.NeuronEditor(toy_adata, **SMALL).train(mixed_precision=True, **kw)
     full = sne.NeuronEditor(toy_adata, **SMALL).train(**kw)
     assert all(p.dtype == torch.float32 for p in mixed.network.parameters())
     assert mixed.train_params["mixed_precision"] and not full.train_params["mixed_precision"]
