@@ -238,6 +238,11 @@ FAULTS = ["selection", "layer", "mask_var", "key", "decode", "groupby"]
 FAULTY = pytest.mark.parametrize("faulty", [False, True], ids=["valid", "faulty"])
 
 
+def draw_fault(draw, faulty):
+    """The option a faulty run breaks (one of :data:`FAULTS`), ``None`` in a valid run."""
+    return draw(st.sampled_from(FAULTS), label="fault") if faulty else None
+
+
 def common_options(draw, fault):
     return dict(
         layer=choose(draw, fault, "layer", [None, "counts"], ["missing", 3]),
@@ -295,7 +300,7 @@ def check_outcome(adata, call, *, key, inplace=True):
 @given(data=st.data())
 def test_neuron_edit_writes_keys_or_raises_cleanly(faulty, data):
     adata = data.draw(small_adata())
-    fault = data.draw(st.sampled_from(FAULTS), label="fault") if faulty else None
+    fault = draw_fault(data.draw, faulty)
     sel = {name: data.draw(selections(adata, fault), label=name)
            for name in ("source", "target", "apply_to")}
     opts = common_options(data.draw, fault)
@@ -315,7 +320,7 @@ def test_neuron_edit_writes_keys_or_raises_cleanly(faulty, data):
 @given(data=st.data())
 def test_predict_perturbation_writes_keys_or_raises_cleanly(faulty, data):
     adata = data.draw(small_adata(60, 150))
-    fault = data.draw(st.sampled_from(FAULTS), label="fault") if faulty else None
+    fault = draw_fault(data.draw, faulty)
     opts = common_options(data.draw, fault)
     groups = st.sampled_from(GROUPS)
     inplace = data.draw(st.booleans())
@@ -335,7 +340,7 @@ def test_predict_perturbation_writes_keys_or_raises_cleanly(faulty, data):
 @given(data=st.data())
 def test_batch_correct_writes_keys_or_raises_cleanly(faulty, data):
     adata = data.draw(small_adata())
-    fault = data.draw(st.sampled_from(FAULTS), label="fault") if faulty else None
+    fault = draw_fault(data.draw, faulty)
     opts = common_options(data.draw, fault)
     check_outcome(adata, lambda: sne.tl.batch_correct(
         adata, choose(data.draw, fault, "groupby", ["group", "condition"], ["nope"]),
