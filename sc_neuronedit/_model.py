@@ -29,9 +29,9 @@ DECODE_FORMS = ("edited_residual", "residual", "plain")
 RESIDUAL_MAX_CELLS = 10_000
 #: From this many cells on, the residual edit is read from a table
 #: (:class:`~sc_neuronedit._edit.BinnedInterp`) instead of searched per value.
-#: Building the table costs about as much per gene as searching 3,000 (generated
-#: data) to 15,000 cells (Kang, whose residuals crowd more values into bins with
-#: several knots); below this, it costs more than it saves.
+#: The table pays for its build from about 5,000 cells, on Kang and on generated
+#: data alike (``benchmarks/binned_residual.py``); at three times that, the build
+#: costs under a third of what reading the table saves.
 BINNED_MIN_CELLS = 16_384
 _CONFIG = "config.json"
 _WEIGHTS = "weights.pt"
@@ -314,7 +314,7 @@ class NeuronEditor:
         if mixed_precision and self.device.type == "cpu":
             warnings.warn(
                 "mixed_precision=True on the CPU: bfloat16 matrix products are slow on CPUs "
-                "without bfloat16 instructions (18x slower training on Kang on an AVX2 machine). "
+                "without bfloat16 instructions (17x slower training on Kang on an AVX2 machine). "
                 "Use it on a GPU, or leave it off.", UserWarning, stacklevel=2)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(random_state)
