@@ -18,8 +18,9 @@ import torch
 from scipy import sparse
 
 from . import _anndata as _ad
-from ._edit import BinnedInterp, QuantileEdit, fit_quantile_edit
+from ._edit import QuantileEdit, fit_quantile_edit
 from ._matrix import contiguous, in_memory, is_backed, take_rows
+from ._predict import block_predictor
 from .nn import Autoencoder, TrainingHistory, train_autoencoder
 from .nn._distributed import all_reduce_sum, gather_rows, shard
 from .nn._training import iter_batches
@@ -27,12 +28,6 @@ from .nn._training import iter_batches
 DECODE_FORMS = ("edited_residual", "residual", "plain")
 #: Cells per side used for the per-feature quantiles of the residual edit.
 RESIDUAL_MAX_CELLS = 10_000
-#: From this many cells on, the residual edit is read from a table
-#: (:class:`~sc_neuronedit._edit.BinnedInterp`) instead of searched per value.
-#: The table pays for its build from about 5,000 cells, on Kang and on generated
-#: data alike (``benchmarks/binned_residual.py``); at three times that, the build
-#: costs under a third of what reading the table saves.
-BINNED_MIN_CELLS = 16_384
 _CONFIG = "config.json"
 _WEIGHTS = "weights.pt"
 _FORMAT_VERSION = 1
@@ -565,14 +560,7 @@ class NeuronEditor:
         if out is not None and tuple(getattr(out, "shape", ())) != shape:
             raise ValueError(f"out must have shape {shape} (cells x features), got "
                              f"{getattr(out, 'shape', None)}.")
-        neurons = edit.neurons.to(self.device)
-        residual_shift = None
-        if decode == "edited_residual":
-            residual = edit.residual.to(self.device)
-            residual_shift = residual.shift
-            if len(idx) >= BINNED_MIN_CELLS:
-                residual_shift = BinnedInterp(residual.source_knots,
-                                              residual.target_knots - residual.source_knots)
+        predict = block_predictor(net, self.edit_layer, edit.neurons, edit.residual, decode, view.cols)
         # Filled block by block: the output is the only full-size array made, and
         # with ``out`` not even that.
         result = np.empty(shape, dtype=np.float32) if out is None else out
@@ -581,20 +569,7 @@ class NeuronEditor:
         for start in range(0, len(idx), batch_size):
             rows = idx[start : start + batch_size]
             full = result[start : start + len(rows)] if direct else block[: len(rows)]
-            full[:] = take_rows(view.X, rows)
-            x = torch.from_numpy(full if view.cols is None else full[:, view.cols]).to(self.device)
-            z = net.encode(x, self.edit_layer)
-            edited = net.decode(neurons.apply(z), self.edit_layer)
-            if decode == "residual":
-                edited = x + edited - net.decode(z, self.edit_layer)
-            elif decode == "edited_residual":
-                r = x - net.decode(z, self.edit_layer)
-                edited += r
-                edited += residual_shift(r)
-            if view.cols is None:
-                full[:] = edited.cpu().numpy()
-            else:
-                full[:, view.cols] = edited.cpu().numpy()
+            predict(in_memory(view.X[contiguous(rows)]), full)
             if not direct:
                 result[start : start + len(rows)] = full
         return result

@@ -19,8 +19,8 @@ from hypothesis.extra import numpy as hnp
 from scipy import sparse
 
 import sc_neuronedit as sne
-from sc_neuronedit import fit_quantile_edit
-from sc_neuronedit._edit import BinnedInterp, weighted_quantiles
+from sc_neuronedit import _kernels, fit_quantile_edit
+from sc_neuronedit._edit import weighted_quantiles
 
 EPS = float(np.finfo(np.float32).eps)
 MATH = settings(max_examples=40, deadline=None)
@@ -354,11 +354,16 @@ def test_batch_correct_writes_keys_or_raises_cleanly(faulty, data):
 
 @MATH
 @given(edit_cases(), st.integers(1, 64))
-def test_binned_lookup_equals_the_searched_edit(case, n_bins):
-    # The table lookup that prediction uses for many cells must be the same function
-    # as QuantileEdit.shift, at the knots, beside them, between them and far outside.
+def test_compiled_residual_edit_equals_the_searched_edit(case, n_bins):
+    # The compiled kernel that CPU prediction uses must be the same function as
+    # QuantileEdit.apply, at the knots, beside them, between them and far outside,
+    # with few bins (many knots per bin) and many.
     edit, probe = case
     grid = _probe_grid(edit, probe)
     src, tgt = edit.source_knots, edit.target_knots
-    binned = BinnedInterp(src, tgt - src, n_bins=n_bins)(grid)
-    assert ((binned - edit.shift(grid)).abs() <= _rounding(edit, grid)).all()
+    tables = _kernels.knot_tables(src.numpy(), (tgt - src).numpy(), n_bins=n_bins)
+    values = np.ascontiguousarray(grid.T.numpy())
+    out = np.zeros_like(values)
+    _kernels.edited_residual(values, np.zeros_like(values), out, tables)
+    reference = edit.apply(grid)
+    assert ((torch.from_numpy(out.T) - reference).abs() <= _rounding(edit, grid)).all()

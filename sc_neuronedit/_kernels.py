@@ -1,0 +1,187 @@
+"""Compiled CPU kernels for prediction: the per-feature residual edit, a sparse
+first layer, a cache-friendly transpose.
+
+NumPy arrays in and out, no torch and no AnnData. numba comes with scanpy.
+
+Why compiled: the residual edit of ``decode="edited_residual"`` evaluates one
+piecewise-linear function per feature at every value of the prediction (2 x
+10^8 values for 100,000 cells x 2,000 genes). As torch tensor operations that
+took several passes over memory per value and longer than the autoencoder
+itself; here it is one pass, with each feature's tables in L1 cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+__all__ = ["KnotTables", "csr_linear", "edited_residual", "knot_tables", "threads", "transpose_into"]
+
+#: Bins per feature of the lookup that finds a value's segment (see :func:`knot_tables`).
+N_BINS = 1024
+
+
+def threads(n: int):
+    """Run the kernels on ``n`` threads (at most numba's pool size)."""
+    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+
+
+@numba.njit(inline="always")
+def _bin(v, lo, scale, n_bins):
+    """Bin of ``v``: nondecreasing in ``v``, which the exactness of the lookup needs."""
+    f = (v - lo) * scale
+    if f >= 0:
+        if f < n_bins:
+            return int(f)
+        return n_bins - 1
+    return 0  # below the range, and NaN
+
+
+@dataclass
+class KnotTables:
+    """Per-feature tables of piecewise-linear functions, for :func:`edited_residual`.
+
+    ``knots`` is ``(d, k + 2)``: the knots, padded with two ``inf``. ``lines``
+    is ``(d, k + 1, 4)``: per segment its first knot, width, value at the first
+    knot and slope; segment ``s`` holds the values with ``s`` knots at or below
+    them, so the first and last segments hold the end values constant.
+    ``first[j, b]`` counts the knots of feature ``j`` in bins below ``b``;
+    ``lo`` and ``scale`` map a value to its bin.
+    """
+
+    knots: np.ndarray
+    lines: np.ndarray
+    lo: np.ndarray
+    scale: np.ndarray
+    first: np.ndarray
+
+
+def knot_tables(xp: np.ndarray, fp: np.ndarray, n_bins: int = N_BINS) -> KnotTables:
+    """Tables for evaluating ``np.interp(x, xp[:, j], fp[:, j])`` per feature ``j``.
+
+    Parameters
+    ----------
+    xp, fp
+        ``(k, d)`` knots (``k >= 2``), sorted per column, and the function's values at them.
+        Outside the knots the end values are held; between tied knots the value
+        right of the tie is used (as :func:`sc_neuronedit._edit._interp_columns`).
+    n_bins
+        Bins over each feature's range between its second and second-to-last
+        knot (the outermost knots are a sample's extremes, often far out).
+    """
+    xp = np.ascontiguousarray(np.asarray(xp, dtype=np.float32).T)
+    fp = np.ascontiguousarray(np.asarray(fp, dtype=np.float32).T)
+    if xp.shape != fp.shape or xp.shape[1] < 2:
+        raise ValueError(f"xp and fp must both be (k >= 2, d), got {xp.shape[::-1]} and {fp.shape[::-1]}.")
+    return KnotTables(*_knot_tables(xp, fp, n_bins))
+
+
+@numba.njit(cache=True)
+def _knot_tables(xp, fp, n_bins):
+    d, k = xp.shape
+    knots = np.full((d, k + 2), np.inf, dtype=np.float32)
+    knots[:, :k] = xp
+    lines = np.zeros((d, k + 1, 4), dtype=np.float32)
+    lo = np.zeros(d, dtype=np.float32)
+    scale = np.zeros(d, dtype=np.float32)
+    first = np.zeros((d, n_bins + 1), dtype=np.int32)
+    inner = 1 if k >= 4 else 0
+    for j in range(d):
+        lines[j, 0, 0], lines[j, 0, 2] = xp[j, 0], fp[j, 0]
+        lines[j, k, 0], lines[j, k, 2] = xp[j, k - 1], fp[j, k - 1]
+        for s in range(1, k):
+            width = xp[j, s] - xp[j, s - 1]
+            lines[j, s, 0] = xp[j, s - 1]
+            lines[j, s, 1] = width
+            lines[j, s, 2] = fp[j, s - 1]
+            if width > 0:
+                lines[j, s, 3] = (fp[j, s] - fp[j, s - 1]) / width
+        a, b = xp[j, inner], xp[j, k - 1 - inner]
+        lo[j] = a
+        if b > a:
+            scale[j] = np.float32(n_bins) / (b - a)
+        # Counting each knot in its own bin, by the same function as the values,
+        # makes first[b] a lower and first[b + 1] an upper bound of the number of
+        # knots <= any value in bin b: the search below is exact.
+        for q in range(k):
+            first[j, _bin(xp[j, q], lo[j], scale[j], n_bins) + 1] += 1
+        for t in range(n_bins):
+            first[j, t + 1] += first[j, t]
+    return knots, lines, lo, scale, first
+
+
+@numba.njit(parallel=True, cache=True)
+def _edited_residual(xT, dT, eT, knots, lines, lo, scale, first):
+    d, n = xT.shape
+    n_bins = first.shape[1] - 1
+    # Feature-major, so that a feature's tables stay in L1 cache over its values.
+    for j in numba.prange(d):
+        kn, ln, fj, lj, sj = knots[j], lines[j], first[j], lo[j], scale[j]
+        for i in range(n):
+            r = xT[j, i] - dT[j, i]
+            b = _bin(r, lj, sj, n_bins)
+            a, c = fj[b], fj[b + 1]
+            # Knots <= r, counted from the lower bound; bins rarely hold more than two.
+            hi = a + (kn[a] <= r) + (kn[a + 1] <= r)
+            if c - a > 2:
+                while hi < c and kn[hi] <= r:
+                    hi += 1
+            # Within segment hi, r - ln[hi, 0] lies in [0, width]; the clamp keeps the
+            # constant end segments constant at +-inf.
+            t = r - ln[hi, 0]
+            t = t if t > 0 else np.float32(0)
+            t = t if t < ln[hi, 1] else ln[hi, 1]
+            eT[j, i] += r + (ln[hi, 2] + ln[hi, 3] * t)
+
+
+def edited_residual(xT: np.ndarray, dT: np.ndarray, eT: np.ndarray, tables: KnotTables) -> None:
+    """``eT += r + f(r)`` in place, with ``r = xT - dT`` and ``f`` per feature from ``tables``.
+
+    All three are feature-major ``(d, n)`` float32: the values, their
+    reconstruction and the decoded edit.
+    """
+    _edited_residual(xT, dT, eT, tables.knots, tables.lines, tables.lo, tables.scale, tables.first)
+
+
+@numba.njit(parallel=True, cache=True)
+def _csr_linear(indptr, indices, data, weight_t, bias, out):
+    n, width = out.shape
+    for i in numba.prange(n):
+        row = out[i]
+        row[:] = bias
+        for p in range(indptr[i], indptr[i + 1]):
+            v, w = data[p], weight_t[indices[p]]
+            for o in range(width):
+                row[o] += v * w[o]
+
+
+def csr_linear(block, weight_t: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``block @ weight_t + bias`` for a SciPy CSR ``block``, touching only its non-zeros.
+
+    ``weight_t`` is ``(in, out)`` float32, C-contiguous.
+    """
+    out = np.empty((block.shape[0], weight_t.shape[1]), dtype=np.float32)
+    _csr_linear(block.indptr, block.indices, block.data.astype(np.float32, copy=False),
+                weight_t, bias, out)
+    return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _transpose_into(src, dst, tile):
+    n, d = src.shape
+    # Square tiles: both the rows read and the rows written stay in cache.
+    for ti in numba.prange((n + tile - 1) // tile):
+        i0 = ti * tile
+        i1 = min(i0 + tile, n)
+        for j0 in range(0, d, tile):
+            j1 = min(j0 + tile, d)
+            for i in range(i0, i1):
+                for j in range(j0, j1):
+                    dst[j, i] = src[i, j]
+
+
+def transpose_into(src: np.ndarray, dst: np.ndarray, tile: int = 32) -> None:
+    """``dst[:] = src.T`` for 2-D arrays (``dst`` may be a strided view)."""
+    _transpose_into(src, dst, tile)

@@ -1,0 +1,173 @@
+"""One block of cells through encoder, edit and decoder: the body of
+:meth:`~sc_neuronedit.NeuronEditor.apply_edit`.
+
+Two implementations of the same arithmetic. :class:`TorchBlocks` runs the
+network as trained, on any device (on a GPU, torch's ``searchsorted`` makes the
+residual edit cheap). :class:`CpuBlocks` is the CPU fast path: the input
+standardisation and output scaling are folded into the first and last layers,
+a sparse block enters the first layer through its non-zeros only, and the
+residual edit runs as one compiled pass (:mod:`sc_neuronedit._kernels`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import sparse
+
+from . import _kernels
+from ._edit import QuantileEdit
+from .nn import Autoencoder
+
+#: Up to this share of non-zeros, a sparse block enters the first layer sparse;
+#: above it densifying and one dense matrix product is faster.
+SPARSE_MAX_DENSITY = 0.25
+
+
+def _dense(block) -> np.ndarray:
+    return block.toarray() if sparse.issparse(block) else np.asarray(block)
+
+
+class TorchBlocks:
+    """Prediction of row blocks with the network's own passes, on its device.
+
+    Parameters
+    ----------
+    net
+        Trained autoencoder.
+    layer
+        The edited hidden layer.
+    neurons
+        The neuron edit.
+    residual
+        The per-feature residual edit, or ``None`` unless ``decode="edited_residual"``.
+    decode
+        One of ``"edited_residual"``, ``"residual"``, ``"plain"``.
+    cols
+        Column indices the network sees (``None``: all); others keep their input values.
+    """
+
+    def __init__(self, net: Autoencoder, layer: int, neurons: QuantileEdit,
+                 residual: QuantileEdit | None, decode: str, cols: np.ndarray | None):
+        self.net, self.layer, self.decode, self.cols = net, layer, decode, cols
+        self.device = net.center.device
+        self.neurons = neurons.to(self.device)
+        self.residual = None if residual is None else residual.to(self.device)
+
+    @torch.no_grad()
+    def __call__(self, block, out: np.ndarray) -> None:
+        """Write the prediction of ``block`` (rows of the input, all columns) to ``out``."""
+        out[:] = _dense(block)
+        x = out if self.cols is None else out[:, self.cols]
+        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+        net, layer = self.net, self.layer
+        z = net.encode(x, layer)
+        edited = net.decode(self.neurons.apply(z), layer)
+        if self.decode == "residual":
+            edited += x - net.decode(z, layer)
+        elif self.decode == "edited_residual":
+            r = x - net.decode(z, layer)
+            edited += r
+            edited += self.residual.shift(r)
+        self._write(out, edited.cpu().numpy())
+
+    def _write(self, out: np.ndarray, values: np.ndarray) -> None:
+        if self.cols is None:
+            out[:] = values
+        else:
+            out[:, self.cols] = values
+
+
+class CpuBlocks(TorchBlocks):
+    """:class:`TorchBlocks` on the CPU, faster; equal up to float rounding.
+
+    The first layer sees ``(x - center) / scale`` and the output is
+    ``y * scale + center``; both are folded into the weights (in float64), so
+    a block costs matrix products and nothing else full-size but the residual
+    edit, which runs feature-major through :func:`_kernels.edited_residual`.
+    """
+
+    def __init__(self, net: Autoencoder, layer: int, neurons: QuantileEdit,
+                 residual: QuantileEdit | None, decode: str, cols: np.ndarray | None):
+        super().__init__(net, layer, neurons, residual, decode, cols)
+        first, last = net.layers[0], net.layers[-1]
+        center, scale = net.center.double(), net.scale.double()
+        w_in = first.weight.double() / scale
+        self.w_in = w_in.T.float().contiguous()  # (features, width): rows per feature
+        self.b_in = (first.bias.double() - w_in @ center).float()
+        self.w_out = (last.weight.double() * scale[:, None]).float()
+        self.b_out = (last.bias.double() * scale + center).float()
+        self.tables = None if residual is None else _kernels.knot_tables(
+            residual.source_knots.cpu().numpy(),
+            (residual.target_knots - residual.source_knots).cpu().numpy())
+
+    @torch.no_grad()
+    def __call__(self, block, out: np.ndarray) -> None:
+        _kernels.threads(torch.get_num_threads())
+        model_block = block if self.cols is None else block[:, self.cols]
+        # The output starts as the input: the columns the network does not see
+        # keep it, and "residual" adds to it. The default form writes every
+        # model column from its own feature-major buffer.
+        if self.cols is not None or self.decode != "edited_residual":
+            out[:] = _dense(block)
+        net, layer = self.net, self.layer
+        if sparse.issparse(model_block) and _density(model_block) <= SPARSE_MAX_DENSITY:
+            h = torch.from_numpy(_kernels.csr_linear(model_block.tocsr(), self.w_in.numpy(),
+                                                     self.b_in.numpy()))
+        else:
+            x = out if self.cols is None else out[:, self.cols]
+            if self.decode == "edited_residual" and self.cols is None:
+                x = _dense(model_block)
+            h = torch.addmm(self.b_in, torch.from_numpy(np.asarray(x, dtype=np.float32)), self.w_in)
+        for lin in net.layers[1 : layer + 1]:
+            h = lin(net.act(h))
+        z = net.act(h)
+        edited = self._hidden(self.neurons.apply(z))
+        if self.decode == "plain":
+            self._write(out, torch.addmm(self.b_out, edited, self.w_out.T).numpy())
+        elif self.decode == "residual":
+            # x + decode(z') - decode(z): the output biases cancel, one product is left.
+            change = (edited - self._hidden(z)) @ self.w_out.T
+            if self.cols is None:
+                out += change.numpy()
+            else:
+                out[:, self.cols] += change.numpy()
+        else:
+            self._edited_residual(model_block, self._hidden(z), edited, out)
+
+    def _hidden(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder up to its last hidden layer."""
+        h = z
+        for lin in self.net.layers[self.layer + 1 : -1]:
+            h = self.net.act(lin(h))
+        return h
+
+    def _edited_residual(self, model_block, hidden, edited, out) -> None:
+        # Feature-major throughout: the products write (features, cells) directly,
+        # and the kernel reads each feature's values contiguously.
+        bias = self.b_out[:, None]
+        d_t = torch.addmm(bias, self.w_out, hidden.T).numpy()
+        e_t = torch.addmm(bias, self.w_out, edited.T).numpy()
+        if sparse.issparse(model_block):
+            x_t = model_block.T.toarray()
+        else:
+            x_t = np.empty_like(d_t)
+            _kernels.transpose_into(np.asarray(model_block, dtype=np.float32), x_t)
+        _kernels.edited_residual(x_t.astype(np.float32, copy=False), d_t, e_t, self.tables)
+        if self.cols is None:
+            _kernels.transpose_into(e_t, out)
+        else:
+            values = np.empty((e_t.shape[1], e_t.shape[0]), dtype=np.float32)
+            _kernels.transpose_into(e_t, values)
+            out[:, self.cols] = values
+
+
+def _density(block) -> float:
+    return block.nnz / max(1, block.shape[0] * block.shape[1])
+
+
+def block_predictor(net: Autoencoder, layer: int, neurons: QuantileEdit,
+                    residual: QuantileEdit | None, decode: str, cols: np.ndarray | None):
+    """The fastest implementation for the network's device."""
+    kind = CpuBlocks if net.center.device.type == "cpu" else TorchBlocks
+    return kind(net, layer, neurons, residual if decode == "edited_residual" else None, decode, cols)
