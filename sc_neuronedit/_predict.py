@@ -97,9 +97,8 @@ class CpuBlocks(TorchBlocks):
         self.b_in = (first.bias.double() - w_in @ center).float()
         self.w_out = (last.weight.double() * scale[:, None]).float()
         self.b_out = (last.bias.double() * scale + center).float()
-        self.tables = None if residual is None else _kernels.knot_tables(
-            residual.source_knots.cpu().numpy(),
-            (residual.target_knots - residual.source_knots).cpu().numpy())
+        self.neuron_tables = _tables(neurons)
+        self.tables = None if residual is None else _tables(residual)
 
     @torch.no_grad()
     def __call__(self, block, out: np.ndarray) -> None:
@@ -122,7 +121,8 @@ class CpuBlocks(TorchBlocks):
         for lin in net.layers[1 : layer + 1]:
             h = lin(net.act(h))
         z = net.act(h)
-        edited = self._hidden(self.neurons.apply(z))
+        z_t = np.ascontiguousarray(z.numpy().T)
+        edited = self._hidden(torch.from_numpy(_kernels.edit_columns(z_t, self.neuron_tables).T.copy()))
         if self.decode == "plain":
             self._write(out, torch.addmm(self.b_out, edited, self.w_out.T).numpy())
         elif self.decode == "residual":
@@ -160,6 +160,11 @@ class CpuBlocks(TorchBlocks):
             values = np.empty((e_t.shape[1], e_t.shape[0]), dtype=np.float32)
             _kernels.transpose_into(e_t, values)
             out[:, self.cols] = values
+
+
+def _tables(edit: QuantileEdit) -> _kernels.KnotTables:
+    source = edit.source_knots.cpu()
+    return _kernels.knot_tables(source.numpy(), (edit.target_knots.cpu() - source).numpy())
 
 
 def _density(block) -> float:
