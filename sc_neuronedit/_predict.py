@@ -103,37 +103,46 @@ class CpuBlocks(TorchBlocks):
     @torch.no_grad()
     def __call__(self, block, out: np.ndarray) -> None:
         _kernels.threads(torch.get_num_threads())
-        model_block = block if self.cols is None else block[:, self.cols]
+        x = block if self.cols is None else block[:, self.cols]
         # The output starts as the input: the columns the network does not see
         # keep it, and "residual" adds to it. The default form writes every
         # model column from its own feature-major buffer.
         if self.cols is not None or self.decode != "edited_residual":
             out[:] = _dense(block)
-        net, layer = self.net, self.layer
-        if sparse.issparse(model_block) and _density(model_block) <= SPARSE_MAX_DENSITY:
-            h = torch.from_numpy(_kernels.csr_linear(model_block.tocsr(), self.w_in.numpy(),
-                                                     self.b_in.numpy()))
-        else:
-            x = out if self.cols is None else out[:, self.cols]
-            if self.decode == "edited_residual" and self.cols is None:
-                x = _dense(model_block)
-            h = torch.addmm(self.b_in, torch.from_numpy(np.asarray(x, dtype=np.float32)), self.w_in)
-        for lin in net.layers[1 : layer + 1]:
-            h = lin(net.act(h))
-        z = net.act(h)
-        z_t = np.ascontiguousarray(z.numpy().T)
-        edited = self._hidden(torch.from_numpy(_kernels.edit_columns(z_t, self.neuron_tables).T.copy()))
+        net = self.net
+        with _stage("first layer"):
+            h = self._first_layer(x)
+        with _stage("encoder"):
+            for lin in net.layers[1 : self.layer + 1]:
+                h = lin(net.act(h))
+            z = net.act(h)
+        with _stage("neuron edit"):
+            z_t = np.ascontiguousarray(z.numpy().T)
+            z_edited = torch.from_numpy(_kernels.edit_columns(z_t, self.neuron_tables).T.copy())
+        with _stage("decoder"):
+            if self.decode == "plain":
+                edited, hidden = self._hidden(z_edited), None
+            else:  # one pass over both: fewer, larger products
+                edited, hidden = self._hidden(torch.cat([z_edited, z])).split(len(z))
         if self.decode == "plain":
-            self._write(out, torch.addmm(self.b_out, edited, self.w_out.T).numpy())
+            with _stage("output layer"):
+                self._write(out, torch.addmm(self.b_out, edited, self.w_out.T).numpy())
         elif self.decode == "residual":
-            # x + decode(z') - decode(z): the output biases cancel, one product is left.
-            change = (edited - self._hidden(z)) @ self.w_out.T
-            if self.cols is None:
-                out += change.numpy()
-            else:
-                out[:, self.cols] += change.numpy()
+            with _stage("output layer"):
+                # x + decode(z') - decode(z): the output biases cancel, one product is left.
+                change = ((edited - hidden) @ self.w_out.T).numpy()
+                if self.cols is None:
+                    out += change
+                else:
+                    out[:, self.cols] += change
         else:
-            self._edited_residual(model_block, self._hidden(z), edited, out)
+            self._edited_residual(x, hidden, edited, out)
+
+    def _first_layer(self, x) -> torch.Tensor:
+        if sparse.issparse(x) and _density(x) <= SPARSE_MAX_DENSITY:
+            return torch.from_numpy(_kernels.csr_linear(x.tocsr(), self.w_in.numpy(), self.b_in.numpy()))
+        x = np.asarray(_dense(x), dtype=np.float32)
+        return torch.addmm(self.b_in, torch.from_numpy(x), self.w_in)
 
     def _hidden(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder up to its last hidden layer."""
@@ -142,24 +151,32 @@ class CpuBlocks(TorchBlocks):
             h = self.net.act(lin(h))
         return h
 
-    def _edited_residual(self, model_block, hidden, edited, out) -> None:
+    def _edited_residual(self, x, hidden, edited, out) -> None:
         # Feature-major throughout: the products write (features, cells) directly,
         # and the kernel reads each feature's values contiguously.
-        bias = self.b_out[:, None]
-        d_t = torch.addmm(bias, self.w_out, hidden.T).numpy()
-        e_t = torch.addmm(bias, self.w_out, edited.T).numpy()
-        if sparse.issparse(model_block):
-            x_t = model_block.T.toarray()
-        else:
-            x_t = np.empty_like(d_t)
-            _kernels.transpose_into(np.asarray(model_block, dtype=np.float32), x_t)
-        _kernels.edited_residual(x_t.astype(np.float32, copy=False), d_t, e_t, self.tables)
-        if self.cols is None:
-            _kernels.transpose_into(e_t, out)
-        else:
-            values = np.empty((e_t.shape[1], e_t.shape[0]), dtype=np.float32)
-            _kernels.transpose_into(e_t, values)
-            out[:, self.cols] = values
+        with _stage("output layer"):
+            bias = self.b_out[:, None]
+            d_t = torch.addmm(bias, self.w_out, hidden.T).numpy()
+            e_t = torch.addmm(bias, self.w_out, edited.T).numpy()
+        with _stage("residual edit"):
+            if sparse.issparse(x):
+                x_t = x.T.toarray().astype(np.float32, copy=False)
+            else:
+                x_t = np.empty_like(d_t)
+                _kernels.transpose_into(np.asarray(x, dtype=np.float32), x_t)
+            _kernels.edited_residual(x_t, d_t, e_t, self.tables)
+        with _stage("write"):
+            if self.cols is None:
+                _kernels.transpose_into(e_t, out)
+            else:
+                values = np.empty((e_t.shape[1], e_t.shape[0]), dtype=np.float32)
+                _kernels.transpose_into(e_t, values)
+                out[:, self.cols] = values
+
+
+def _stage(name: str):
+    """A labelled range in a torch.profiler trace (``benchmarks/throughput.py --profile``)."""
+    return torch.profiler.record_function(f"sne: {name}")
 
 
 def _tables(edit: QuantileEdit) -> _kernels.KnotTables:
