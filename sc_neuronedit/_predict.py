@@ -175,7 +175,7 @@ class CpuBlocks(TorchBlocks):
 
 
 def _stage(name: str):
-    """A labelled range in a torch.profiler trace (``benchmarks/throughput.py --profile``)."""
+    """A labelled range in a torch.profiler trace; ``benchmarks/throughput.py`` reports them."""
     return torch.profiler.record_function(f"sne: {name}")
 
 
