@@ -89,6 +89,19 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
+def scgen_epochs(python: str, kang, epochs: int) -> dict:
+    """scGen's training time on Kang, in its own environment (scgen_compare.py)."""
+    import tempfile
+
+    from scgen_compare import export_kang, run_scgen
+
+    with tempfile.TemporaryDirectory() as tmp:
+        export_kang(kang, Path(tmp) / "kang.h5ad")
+        timing, _ = run_scgen(python, Path(tmp) / "kang.h5ad", "CD4T", Path(tmp) / "out",
+                              max_epochs=epochs, seed=0)
+    return timing
+
+
 def stage_profile(model, edit, n: int) -> dict[str, float]:
     """Seconds per labelled stage of one default prediction of ``n`` cells."""
     from torch import profiler
@@ -142,6 +155,9 @@ def main():
     p.add_argument("--n-cells", type=int, default=100_000, help="cells of the generated matrix")
     p.add_argument("--epochs", type=int, default=2, help="training epochs per timed run")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "throughput.md"))
+    p.add_argument("--scgen-python", default=None,
+                   help="python of the separate scGen environment (benchmarks/envs/"
+                        "scgen-requirements.txt): also time scGen's training on Kang")
     args = p.parse_args()
 
     gflops = matmul_gflops()
@@ -157,6 +173,7 @@ def main():
     print(rows[-1], flush=True)
     stages = stage_profile(*trained, generated.shape[0])
     print(stages, flush=True)
+    scgen = None if args.scgen_python is None else scgen_epochs(args.scgen_python, kang, args.epochs)
 
     cols = list(rows[0])
     fmt = lambda v: f"{v:,.1f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
@@ -174,6 +191,13 @@ def main():
         "feeds sparse input to it through its non-zeros only (the generated matrix is 8 % non-zeros), "
         "so it can pass 100 %.",
         f"Peak RSS of the whole run: {peak_rss_gib():.2f} GiB.", "",
+        (f"scGen {scgen['scgen']} (separate environment, its defaults, batch 32) on the same Kang "
+         f"data without stimulated CD4T ({scgen['train_cells']:,} cells): "
+         f"{scgen['seconds'] / scgen['epochs']:.1f} s "
+         f"per epoch = {scgen['train_cells'] * scgen['epochs'] / scgen['seconds']:,.0f} cells/s, "
+         f"over {scgen['epochs']} epochs." if scgen else
+         "scGen not timed in this run (pass `--scgen-python`; see benchmarks/envs/scgen-requirements.txt)."),
+        "",
         "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols),
         *("| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows),
         "", "## Where a default prediction of the generated matrix spends its time", "",
