@@ -10,6 +10,8 @@ autograd. Peak RSS is the process's high-water mark (``ru_maxrss``).
 
     SC_NEURONEDIT_DATA_DIR=/work/shared/data python benchmarks/throughput.py
     python benchmarks/throughput.py --repeats 1 --n-cells 20000          # quicker
+    python benchmarks/throughput.py --scgen-python .venv-scgen/bin/python  # and scGen epochs
+                                                       # (bash benchmarks/envs/scgen.sh)
 
 FLOPs count the linear layers only (2 x in x out per cell and layer), with the
 first layer dense; a training step is 3 forward passes' worth (forward, and
@@ -180,7 +182,8 @@ def main():
     lines = [
         "# Throughput", "",
         f"`python benchmarks/throughput.py{'' if args.repeats == 3 else f' --repeats {args.repeats}'}"
-        f"{'' if args.n_cells == 100_000 else f' --n-cells {args.n_cells}'}` on "
+        f"{'' if args.n_cells == 100_000 else f' --n-cells {args.n_cells}'}"
+        f"{'' if args.scgen_python is None else ' --scgen-python <venv>/bin/python'}` on "
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CPU.",
         f"Roofline (torch float32 2048² matmul, best of 10): **{gflops:.1f} GFLOP/s**. Default model "
         "(hidden 512, 256, latent 64), batch 128, Adam; training timed over "
