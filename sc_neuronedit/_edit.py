@@ -78,22 +78,16 @@ def _interp_columns(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torc
     xp_t = xp.T.contiguous()  # (d, k): searchsorted wants rows of sorted knots
     x_t = x.T.contiguous()  # (d, m)
     hi = torch.searchsorted(xp_t, x_t, right=True).clamp(1, k - 1)
-    hi += torch.arange(xp_t.shape[0], device=x.device)[:, None] * k  # into the flat tables
-    return _on_segment(x_t, xp_t.flatten(), fp.T.flatten(), hi - 1).T
-
-
-def _on_segment(x, xp, fp, lo):
-    """Interpolate ``x`` on the segment from knot ``lo`` to ``lo + 1``.
-
-    ``xp``, ``fp`` are flat knot tables and ``lo`` indexes them. A segment
-    between tied knots has no width: the value on its right is used where
-    ``x`` reaches the tie, the one on its left below it.
-    """
-    x0, x1, y0, y1 = xp[lo], xp[lo + 1], fp[lo], fp[lo + 1]
+    lo = hi - 1
+    x0 = torch.gather(xp_t, 1, lo)
+    x1 = torch.gather(xp_t, 1, hi)
+    fp_t = fp.T.contiguous()
+    y0 = torch.gather(fp_t, 1, lo)
+    y1 = torch.gather(fp_t, 1, hi)
     width = x1 - x0
     safe = torch.where(width > 0, width, torch.ones_like(width))
-    frac = torch.where(width > 0, (x - x0) / safe, (x >= x0).to(x0.dtype)).clamp(0.0, 1.0)
-    return y0 + frac * (y1 - y0)
+    frac = torch.where(width > 0, (x_t - x0) / safe, (x_t >= x0).to(x0.dtype)).clamp(0.0, 1.0)
+    return (y0 + frac * (y1 - y0)).T
 
 
 @dataclass
