@@ -30,10 +30,14 @@ def contiguous(idx):
     return idx
 
 
+def dense(block) -> np.ndarray:
+    """An in-memory block as a dense NumPy array (sparse ones are densified)."""
+    return block.toarray() if sparse.issparse(block) else np.asarray(block)
+
+
 def take_rows(X, idx) -> np.ndarray:
     """Rows ``idx`` of ``X`` as a dense array; only those rows are densified."""
-    block = in_memory(X[contiguous(idx)])
-    return block.toarray() if sparse.issparse(block) else np.asarray(block)
+    return dense(in_memory(X[contiguous(idx)]))
 
 
 def column_min(X, chunk: int = 4096) -> np.ndarray:

@@ -17,15 +17,12 @@ from scipy import sparse
 
 from . import _kernels
 from ._edit import QuantileEdit
+from ._matrix import dense
 from .nn import Autoencoder
 
 #: Up to this share of non-zeros, a sparse block enters the first layer sparse;
 #: above it densifying and one dense matrix product is faster.
 SPARSE_MAX_DENSITY = 0.25
-
-
-def _dense(block) -> np.ndarray:
-    return block.toarray() if sparse.issparse(block) else np.asarray(block)
 
 
 class TorchBlocks:
@@ -57,7 +54,7 @@ class TorchBlocks:
     @torch.no_grad()
     def __call__(self, block, out: np.ndarray) -> None:
         """Write the prediction of ``block`` (rows of the input, all columns) to ``out``."""
-        out[:] = _dense(block)
+        out[:] = dense(block)
         x = out if self.cols is None else out[:, self.cols]
         x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
         net, layer = self.net, self.layer
@@ -107,8 +104,12 @@ class CpuBlocks(TorchBlocks):
         # The output starts as the input: the columns the network does not see
         # keep it, and "residual" adds to it. The default form writes every
         # model column from its own feature-major buffer.
-        if self.cols is not None or self.decode != "edited_residual":
-            out[:] = _dense(block)
+        filled = self.cols is not None or self.decode != "edited_residual"
+        if filled:
+            out[:] = dense(block)
+        if not (sparse.issparse(x) and _density(x) <= SPARSE_MAX_DENSITY):
+            # Densified once, for the first layer and the residual alike.
+            x = (out if self.cols is None else out[:, self.cols]) if filled else dense(x)
         net = self.net
         with _stage("first layer"):
             h = self._first_layer(x)
@@ -139,10 +140,10 @@ class CpuBlocks(TorchBlocks):
             self._edited_residual(x, hidden, edited, out)
 
     def _first_layer(self, x) -> torch.Tensor:
-        if sparse.issparse(x) and _density(x) <= SPARSE_MAX_DENSITY:
+        """``x`` is sparse (enters through its non-zeros) or already dense."""
+        if sparse.issparse(x):
             return torch.from_numpy(_kernels.csr_linear(x.tocsr(), self.w_in.numpy(), self.b_in.numpy()))
-        x = np.asarray(_dense(x), dtype=np.float32)
-        return torch.addmm(self.b_in, torch.from_numpy(x), self.w_in)
+        return torch.addmm(self.b_in, torch.from_numpy(np.asarray(x, dtype=np.float32)), self.w_in)
 
     def _hidden(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder up to its last hidden layer."""
