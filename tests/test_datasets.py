@@ -96,7 +96,15 @@ def test_checksum_mismatch_is_a_clear_error(data_dir, tmp_path):
     assert str(mirror / "PBMC_md.rda") in message
     assert "f3862416f375db9b6d0ca1128247f70c446be1a31dc0935651f6e501b7b2a4b8" in message
     assert "SC_NEURONEDIT_DATA_DIR" in message
-    assert list(data_dir.iterdir()) == []  # nothing half-written
+    assert not data_dir.exists()  # nothing half-written, and no folder left that the call made
+
+
+def test_relative_data_dir_is_resolved_where_read(tmp_path, monkeypatch):
+    # A notebook kernel starts in another folder: the path handed on must be absolute.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SC_NEURONEDIT_DATA_DIR", "../shared/data")
+    assert sne.datasets.data_dir() == tmp_path.parent / "shared" / "data"
+    assert sne.datasets.data_dir().is_absolute()
 
 
 @pytest.mark.parametrize("base_url",
@@ -108,7 +116,7 @@ def test_unreachable_url_names_url_and_offline_fix(data_dir, base_url):
     assert f"{base_url}/cytonorm_gates/Gates_PTLG021_Unstim_Control_1.fcs" in message
     assert "cytonorm_gates.h5ad" in message and "SC_NEURONEDIT_DATA_DIR" in message
     assert str(data_dir) in message
-    assert list(data_dir.iterdir()) == []
+    assert not data_dir.exists()
 
 
 def test_pinned_urls_are_the_documented_ones():

@@ -12,7 +12,11 @@ TUTORIALS = sorted((Path(__file__).resolve().parents[1] / "tutorials").glob("*.i
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
 def test_tutorial_runs(path, monkeypatch):
+    import sc_neuronedit as sne
+
     monkeypatch.setenv("SC_NEURONEDIT_FAST", "1")
+    # The kernel starts in tutorials/, where a relative data folder would point elsewhere.
+    monkeypatch.setenv("SC_NEURONEDIT_DATA_DIR", str(sne.datasets.data_dir()))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",

@@ -39,7 +39,10 @@ def data_dir() -> Path:
     ``~/.cache/sc_neuronedit``.
 
     The loaders read ``<data_dir()>/<name>.h5ad`` and write it there after a
-    download. The variable is read at every call.
+    download. The variable is read at every call, and a relative path in it is
+    resolved against the current working directory at that moment: the folder
+    returned is always absolute, so it can be handed on to processes that run
+    elsewhere (a notebook kernel starts in the notebook's folder).
 
     Returns
     -------
@@ -53,7 +56,7 @@ def data_dir() -> Path:
     >>> adata = ad.read_h5ad(path) if path.is_file() else sne.datasets.kang_pbmc()
     """
     env = os.environ.get(ENV_VAR)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "sc_neuronedit"
+    return Path(env).expanduser().resolve() if env else Path.home() / ".cache" / "sc_neuronedit"
 
 
 def sha256(path: Path) -> str:
@@ -128,15 +131,25 @@ def cached(
 
     path = data_dir() / filename
     if not path.is_file():
+        # A failed build must not leave behind a folder it made (often a mistyped path).
+        made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".download-") as tmp:
-            local = [
-                download(source_url(f, base_url), f.sha256, Path(tmp) / Path(f.name).name,
-                         filename=filename)
-                for f in files
-            ]
-            adata = convert(local)
-            partial = Path(tmp) / filename
-            adata.write_h5ad(partial, compression="gzip")
-            os.replace(partial, path)
+        try:
+            with tempfile.TemporaryDirectory(dir=path.parent, prefix=".download-") as tmp:
+                local = [
+                    download(source_url(f, base_url), f.sha256, Path(tmp) / Path(f.name).name,
+                             filename=filename)
+                    for f in files
+                ]
+                adata = convert(local)
+                partial = Path(tmp) / filename
+                adata.write_h5ad(partial, compression="gzip")
+                os.replace(partial, path)
+        except BaseException:
+            for folder in made:  # deepest first; only while still empty
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+            raise
     return ad.read_h5ad(path)
