@@ -79,15 +79,16 @@ def resolve_selection(adata, selection, *, name: str = "selection") -> np.ndarra
     return mask
 
 
-def resolve_mask_var(adata, mask_var) -> np.ndarray | None:
+def resolve_mask_var(adata, mask_var, *, name: str = "mask_var") -> np.ndarray | None:
     """Boolean mask over ``adata.var`` from ``None``, a ``.var`` column name,
-    a boolean array or a list of var names (``None`` means all features)."""
+    a boolean array or a list of var names (``None`` means all features);
+    ``name`` is the argument's name in error messages."""
     if mask_var is None:
         return None
     if isinstance(mask_var, str):
         if mask_var not in adata.var.columns:
             raise KeyError(
-                f"mask_var={mask_var!r} is not a column of adata.var; "
+                f"{name}={mask_var!r} is not a column of adata.var; "
                 f"available: {', '.join(map(str, adata.var.columns)) or '(none)'}."
             )
         mask = adata.var[mask_var].to_numpy()
@@ -98,18 +99,18 @@ def resolve_mask_var(adata, mask_var) -> np.ndarray | None:
         if arr.dtype == bool:
             if arr.shape != (adata.n_vars,):
                 raise ValueError(
-                    f"mask_var has shape {arr.shape}, expected ({adata.n_vars},) (one per feature)."
+                    f"{name} has shape {arr.shape}, expected ({adata.n_vars},) (one per feature)."
                 )
             mask = arr
         else:
             idx = adata.var_names.get_indexer(arr.astype(str))
             if (idx < 0).any():
                 missing = arr[idx < 0][:10].tolist()
-                raise KeyError(f"mask_var names not in adata.var_names: {missing}.")
+                raise KeyError(f"{name}: names not in adata.var_names: {missing}.")
             mask = np.zeros(adata.n_vars, dtype=bool)
             mask[idx] = True
     if not mask.any():
-        raise ValueError("mask_var selects no features.")
+        raise ValueError(f"{name} selects no features.")
     return np.asarray(mask, dtype=bool)
 
 
@@ -167,16 +168,32 @@ def group_weights(groups: np.ndarray) -> np.ndarray:
     return 1.0 / counts[inverse]
 
 
-def resolve_groups(adata, groupby) -> np.ndarray:
-    """Group labels per cell from an ``.obs`` column name or an array."""
+def resolve_groups(adata, groupby, *, name: str = "groupby") -> np.ndarray:
+    """Labels per cell from an ``.obs`` column name or an array; ``name`` is the
+    argument the caller's user passed, for the error message."""
     if isinstance(groupby, str):
         if groupby not in adata.obs.columns:
             raise KeyError(
-                f"groupby={groupby!r} is not a column of adata.obs; "
+                f"{name}={groupby!r} is not a column of adata.obs; "
                 f"available: {', '.join(map(str, adata.obs.columns))}."
             )
         return adata.obs[groupby].to_numpy()
     arr = np.asarray(groupby)
     if arr.shape != (adata.n_obs,):
-        raise ValueError(f"groupby array has shape {arr.shape}, expected ({adata.n_obs},).")
+        raise ValueError(f"{name} array has shape {arr.shape}, expected ({adata.n_obs},).")
     return arr
+
+
+def resolve_populations(adata, population_key: str | None) -> np.ndarray | None:
+    """Population label per cell (strings) from an ``.obs`` column, or ``None``.
+
+    Every cell needs a label: a missing one is an error, not a silent population.
+    """
+    if population_key is None:
+        return None
+    labels = pd.Series(resolve_groups(adata, population_key, name="population_key"))
+    if labels.isna().any():
+        raise ValueError(f"adata.obs[{population_key!r}] has {int(labels.isna().sum())} cells "
+                         "without a population; give every cell one (e.g. with "
+                         "sc_neuronedit.pp.populations, which assigns every cell).")
+    return labels.astype(str).to_numpy()

@@ -1,16 +1,19 @@
 """The neuron edit: per-neuron piecewise-linear quantile shifts.
 
-Pure tensor math, no AnnData and no autoencoder. Every function works on
-``(n_cells, n_neurons)`` tensors, vectorised over neurons, on any device.
+Pure array math, no AnnData and no autoencoder. The edit works on
+``(n_cells, n_neurons)`` tensors, vectorised over neurons, on any device;
+:func:`population_plan` decides from per-cell labels which populations learn
+an edit of their own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-__all__ = ["QuantileEdit", "fit_quantile_edit", "weighted_quantiles"]
+__all__ = ["QuantileEdit", "fit_quantile_edit", "population_plan", "weighted_quantiles"]
 
 
 def weighted_quantiles(
@@ -334,3 +337,79 @@ def fit_quantile_edit(
         weighted_quantiles(source, probs, source_weights),
         weighted_quantiles(target, probs, target_weights),
     )
+
+
+#: Fewest source and target cells a population learns an edit of its own from.
+MIN_POPULATION_CELLS = 20
+#: With groups, a population needs this many groups of at least :data:`MIN_GROUP_CELLS` cells.
+MIN_POPULATION_GROUPS = 2
+MIN_GROUP_CELLS = 5
+
+
+def population_plan(
+    source: np.ndarray,
+    target: np.ndarray,
+    *,
+    source_groups: np.ndarray | None = None,
+    target_groups: np.ndarray | None = None,
+    min_cells: int = MIN_POPULATION_CELLS,
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
+    """Which populations learn an edit of their own, and from which cells.
+
+    A population gets its own edit when it has at least ``min_cells`` source
+    and target cells. With groups (cell types, donors), a side whose cells span
+    several groups must also hold at least :data:`MIN_POPULATION_GROUPS` groups
+    of at least :data:`MIN_GROUP_CELLS` cells within the population, and only
+    those groups take part: a quantile edit weighted per group would otherwise
+    let a handful of cells speak for a whole group.
+
+    Parameters
+    ----------
+    source, target
+        Population label per source and per target cell (strings).
+    source_groups, target_groups
+        Group label per source and per target cell, or ``None``.
+    min_cells
+        Fewest source and target cells (after dropping small groups).
+
+    Returns
+    -------
+    ``own``: label → (source mask, target mask) of the cells each such
+    population learns from; ``fallback``: label → why it uses the pooled edit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sc_neuronedit._edit import population_plan
+    >>> source = np.array(["B"] * 30 + ["T"] * 5)
+    >>> target = np.array(["B"] * 25 + ["T"] * 40)
+    >>> own, fallback = population_plan(source, target)
+    >>> sorted(own), fallback
+    (['B'], {'T': '5 source and 40 target cells (at least 20 of each needed)'})
+    """
+    source, target = np.asarray(source).astype(str), np.asarray(target).astype(str)
+    sides = []
+    for labels, groups in ((source, source_groups), (target, target_groups)):
+        groups = None if groups is None else np.asarray(groups).astype(str)
+        sides.append((labels, groups if groups is not None and len(np.unique(groups)) > 1 else None))
+    own, fallback = {}, {}
+    for label in np.unique(np.concatenate([source, target])):
+        masks, reasons = [], []
+        for (labels, groups), side in zip(sides, ("source", "target")):
+            mask = labels == label
+            if groups is not None:
+                kept, counts = np.unique(groups[mask], return_counts=True)
+                kept = kept[counts >= MIN_GROUP_CELLS]
+                mask &= np.isin(groups, kept)
+                if len(kept) < MIN_POPULATION_GROUPS:
+                    reasons.append(f"{len(kept)} {side} group(s) of at least {MIN_GROUP_CELLS} cells "
+                                   f"(at least {MIN_POPULATION_GROUPS} needed)")
+            masks.append(mask)
+        n_s, n_t = int(masks[0].sum()), int(masks[1].sum())
+        if min(n_s, n_t) < min_cells:
+            reasons.insert(0, f"{n_s} source and {n_t} target cells (at least {min_cells} of each needed)")
+        if reasons:
+            fallback[str(label)] = "; ".join(reasons)
+        else:
+            own[str(label)] = (masks[0], masks[1])
+    return own, fallback

@@ -6,8 +6,6 @@ edit math in :mod:`sc_neuronedit._edit`; this class wires them to data.
 
 from __future__ import annotations
 
-import json
-import pickle
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,19 +16,20 @@ import torch
 from scipy import sparse
 
 from . import _anndata as _ad
-from ._edit import QuantileEdit, fit_quantile_edit
+from . import _persist
+from ._edit import MIN_POPULATION_CELLS, QuantileEdit, fit_quantile_edit, population_plan
 from ._matrix import contiguous, in_memory, is_backed, take_rows
-from ._predict import block_predictor
-from .nn import Autoencoder, TrainingHistory, train_autoencoder
+from ._persist import resolve_device
+from ._predict import block_predictor, restored_threads
+from .nn import Autoencoder, InputLayer, TrainingHistory, train_autoencoder
 from .nn._distributed import all_reduce_sum, gather_rows, shard
 from .nn._training import iter_batches
 
 DECODE_FORMS = ("edited_residual", "residual", "plain")
 #: Cells per side used for the per-feature quantiles of the residual edit.
 RESIDUAL_MAX_CELLS = 10_000
-_CONFIG = "config.json"
-_WEIGHTS = "weights.pt"
-_FORMAT_VERSION = 1
+#: ``edit_layer`` value that edits the input features themselves (no autoencoder).
+INPUT = "input"
 
 
 @dataclass
@@ -45,6 +44,12 @@ class Edit:
         A quantile edit per feature of the reconstruction residual
         ``x - decode(encode(x))``, from source to target cells (used by
         ``decode="edited_residual"``), or ``None``.
+    populations
+        With ``learn_edit(populations=...)``: population label → the
+        :class:`Edit` learned within it. ``neurons`` and ``residual`` are
+        then the pooled edit, which every other population takes.
+    fallback
+        Population label → why it takes the pooled edit (too few cells).
 
     Examples
     --------
@@ -59,18 +64,18 @@ class Edit:
 
     neurons: QuantileEdit
     residual: QuantileEdit | None = None
+    populations: dict[str, Edit] | None = None
+    fallback: dict[str, str] | None = None
+
+    def for_population(self, label) -> Edit:
+        """The edit that cells of population ``label`` take: their own, else the pooled one."""
+        own = (self.populations or {}).get(str(label))
+        return own if own is not None else Edit(self.neurons, self.residual)
 
 
 #: Rows read at once when training from a backed file: minibatches are shuffled
 #: within such chunks, and the chunks' order is shuffled (one sequential read each).
 BACKED_CHUNK_ROWS = 16384
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` picks CUDA when available, else the CPU."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
 
 class _Columns:
     """Row access to a subset of columns of a dense, sparse or backed matrix.
@@ -121,8 +126,12 @@ class NeuronEditor:
     n_latent
         Bottleneck width.
     edit_layer
-        Hidden layer to edit, counted over encoder, bottleneck and decoder hidden
-        layers from 0; ``None`` is the bottleneck.
+        Layer whose units are edited: ``"bottleneck"`` (default; ``None`` means
+        the same), a hidden layer counted over encoder, bottleneck and decoder
+        hidden layers from 0, or ``"input"``: the features themselves, a
+        per-feature quantile map with no autoencoder (nothing is trained; the
+        right basis for small marker panels, the wrong one for sparse
+        expression, where the bottleneck wins).
     standardize
         Standardise each feature (centre, divide by its standard deviation on
         the training cells, floored at :data:`MIN_SCALE`) inside the network,
@@ -166,7 +175,7 @@ class NeuronEditor:
         mask_var=None,
         hidden: Sequence[int] = (512, 256),
         n_latent: int = 64,
-        edit_layer: int | None = None,
+        edit_layer: int | str | None = "bottleneck",
         standardize: bool = True,
     ):
         self.adata = data if _ad.is_anndata(data) else None
@@ -186,14 +195,20 @@ class NeuronEditor:
         self.n_features = X.shape[1] if self._feature_mask is None else int(self._feature_mask.sum())
         # The data's columns in the model's feature order (load() may reorder them).
         self._columns = None if self._feature_mask is None else np.flatnonzero(self._feature_mask)
+        if isinstance(edit_layer, str) and edit_layer not in ("bottleneck", INPUT):
+            raise ValueError(f"edit_layer must be 'bottleneck', 'input' or a hidden layer's index, "
+                             f"got {edit_layer!r}.")
+        if edit_layer == "bottleneck":
+            edit_layer = None
         self.config = {
             "hidden": [int(h) for h in hidden],
             "n_latent": int(n_latent),
-            "edit_layer": None if edit_layer is None else int(edit_layer),
+            "edit_layer": edit_layer if edit_layer in (None, INPUT) else int(edit_layer),
             "standardize": bool(standardize),
         }
         probe = Autoencoder(self.n_features, hidden, n_latent)  # validates widths and layer
-        self.edit_layer = probe.bottleneck if edit_layer is None else probe._check_layer(edit_layer)
+        self.edit_layer = (INPUT if edit_layer == INPUT else
+                           probe.bottleneck if edit_layer is None else probe._check_layer(edit_layer))
         self.network: Autoencoder | None = None
         self.history: TrainingHistory | None = None
         self.train_params: dict = {}
@@ -306,6 +321,10 @@ class NeuronEditor:
         rows = _Rows(view, idx)
         _ad.check_finite(rows, what="The training matrix")
         self.device = resolve_device(device)
+        if self.edit_layer == INPUT:  # the features are the edited layer: nothing to learn
+            self.network, self.history = self._new_network().to(self.device), TrainingHistory()
+            self.train_params = {"n_cells": int(len(idx)), "random_state": int(random_state)}
+            return self
         if mixed_precision and self.device.type == "cpu":
             warnings.warn(
                 "mixed_precision=True on the CPU: bfloat16 matrix products are slow on CPUs "
@@ -313,7 +332,7 @@ class NeuronEditor:
                 "Use it on a GPU, or leave it off.", UserWarning, stacklevel=2)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(random_state)
-            net = Autoencoder(self.n_features, self.config["hidden"], self.config["n_latent"])
+            net = self._new_network()
         if self.config["standardize"]:
             net.set_standardization(*_standardization(rows))
         self.history = train_autoencoder(
@@ -332,7 +351,12 @@ class NeuronEditor:
         }
         return self
 
-    def _require_trained(self) -> Autoencoder:
+    def _new_network(self) -> Autoencoder | InputLayer:
+        if self.edit_layer == INPUT:
+            return InputLayer(self.n_features)
+        return Autoencoder(self.n_features, self.config["hidden"], self.config["n_latent"])
+
+    def _require_trained(self) -> Autoencoder | InputLayer:
         if self.network is None:
             raise RuntimeError("The autoencoder is not trained yet; call .train() first.")
         return self.network
@@ -406,7 +430,8 @@ class NeuronEditor:
         return net.decode(z, self.edit_layer).cpu().numpy()
 
     def learn_edit(
-        self, source, target, *, n_quantiles: int = 100, groupby=None, residual: bool = True,
+        self, source, target, *, n_quantiles: int = 100, groupby=None, populations=None,
+        min_population_cells: int = MIN_POPULATION_CELLS, residual: bool = True,
         random_state: int = 0,
     ) -> Edit:
         """Learn the per-neuron quantile edit from ``source`` to ``target`` cells.
@@ -422,6 +447,18 @@ class NeuronEditor:
             ``.obs`` column (or per-cell labels) of groups such as cell types.
             Each group then weighs the same in the source and in the target
             quantiles, so a change of composition is not learned as the effect.
+        populations
+            Per-cell population labels (an ``.obs`` column name, or an array over
+            the rows that ``source`` and ``target`` select from; with matrices, a
+            pair ``(source_labels, target_labels)``). One edit is then learned
+            within each population from its own source and target cells, so a
+            response confined to one population is not diluted by the others.
+            A population with fewer than ``min_population_cells`` source or target
+            cells (or, with ``groupby``, fewer than 2 groups of at least 5 cells
+            on a side whose cells span several groups) takes the pooled edit, with
+            a warning; :attr:`Edit.fallback` says why.
+        min_population_cells
+            Fewest source and target cells of a population's own edit.
         residual
             Also learn the per-feature edit of the reconstruction residual that
             ``decode="edited_residual"`` needs (on at most
@@ -444,16 +481,83 @@ class NeuronEditor:
         >>> edit = model.learn_edit(~treated, treated)
         >>> edit.neurons.n_neurons, edit.residual.n_neurons
         (8, 20)
+
+        Within populations, each with its own edit:
+
+        >>> kind = np.where(np.arange(300) % 2 == 0, "even", "odd")
+        >>> edit = model.learn_edit(~treated, treated, populations=kind)
+        >>> sorted(edit.populations)
+        ['even', 'odd']
         """
         s_view, s_idx = self._cells(source, name="source")
         t_view, t_idx = self._cells(target, name="target")
-        s_w = t_w = None
+        s_groups = t_groups = None
         if groupby is not None:
-            if self.adata is None or s_view.X is not self._X or t_view.X is not self._X:
-                raise ValueError("groupby= needs source and target given as cells of the AnnData.")
-            groups = _ad.resolve_groups(self.adata, groupby)
-            s_w = _ad.group_weights(groups[s_idx])
-            t_w = _ad.group_weights(groups[t_idx])
+            if s_view.X is not self._X or t_view.X is not self._X:
+                raise ValueError("groupby= needs source and target given as cells of the data, "
+                                 "not as matrices.")
+            groups = self._row_labels(groupby, name="groupby")
+            s_groups, t_groups = groups[s_idx], groups[t_idx]
+        fit = dict(n_quantiles=n_quantiles, residual=residual, random_state=random_state)
+        pooled = self._learn_one(s_view, s_idx, t_view, t_idx, s_groups, t_groups, **fit)
+        if populations is None:
+            return pooled
+        s_pop, t_pop = self._side_labels(populations, (s_view, s_idx), (t_view, t_idx))
+        own, fallback = population_plan(s_pop, t_pop, source_groups=s_groups, target_groups=t_groups,
+                                        min_cells=min_population_cells)
+        if fallback:
+            warnings.warn(
+                "Too few cells for an edit of their own; these populations take the pooled edit: "
+                + "; ".join(f"{p!r} ({why})" for p, why in fallback.items()) + ".",
+                UserWarning, stacklevel=2)
+
+        def part(groups, keep):
+            return None if groups is None else groups[keep]
+
+        edits = {p: self._learn_one(s_view, s_idx[s_keep], t_view, t_idx[t_keep],
+                                    part(s_groups, s_keep), part(t_groups, t_keep), **fit)
+                 for p, (s_keep, t_keep) in own.items()}
+        return Edit(pooled.neurons, pooled.residual, populations=edits, fallback=fallback)
+
+    def _row_labels(self, labels, *, name: str) -> np.ndarray:
+        """Labels over the model's data rows, from an ``.obs`` column name or an array."""
+        if isinstance(labels, str):
+            if self.adata is None:
+                raise ValueError(f"{name}={labels!r} names an .obs column, which needs AnnData "
+                                 "input; give an array of labels instead.")
+            return _ad.resolve_groups(self.adata, labels, name=name)
+        labels = np.asarray(labels)
+        if labels.shape != (self._X.shape[0],):
+            raise ValueError(f"{name} must have one label per row of the data "
+                             f"({self._X.shape[0]}), got shape {labels.shape}.")
+        return labels
+
+    def _side_labels(self, labels, *sides) -> list[np.ndarray]:
+        """Population labels of each side's cells: indexed from labels over the data's
+        rows, or given per side (a tuple with one array per side)."""
+        if isinstance(labels, tuple):
+            if len(labels) != len(sides):
+                raise ValueError(f"populations as a tuple needs one array per side ({len(sides)}).")
+            out = [np.asarray(lab) for lab in labels]
+            for lab, (_, idx) in zip(out, sides):
+                if lab.shape != (len(idx),):
+                    raise ValueError(f"populations: {lab.shape[0] if lab.ndim else 0} labels for "
+                                     f"{len(idx)} cells.")
+            return [lab.astype(str) for lab in out]
+        if any(view.X is not self._X for view, _ in sides):
+            raise ValueError("With cells given as matrices, give populations per side: "
+                             "a tuple (source_labels, target_labels) or the cells' own labels.")
+        labels = self._row_labels(labels, name="populations").astype(str)
+        return [labels[idx] for _, idx in sides]
+
+    def _learn_one(self, s_view, s_idx, t_view, t_idx, s_groups, t_groups, *, n_quantiles,
+                   residual, random_state) -> Edit:
+        """One edit from the given source and target rows (groups weigh equally)."""
+        s_w = None if s_groups is None else _ad.group_weights(s_groups)
+        t_w = None if t_groups is None else _ad.group_weights(t_groups)
+        if self.edit_layer == INPUT:
+            residual = False  # the features are edited directly: there is no reconstruction
+
         def weight(w, rows=slice(None)):
             return None if w is None else torch.as_tensor(w[rows], dtype=torch.float32)
 
@@ -485,8 +589,8 @@ class NeuronEditor:
 
     @torch.no_grad()
     def apply_edit(
-        self, cells, edit: Edit, *, decode: str = "edited_residual", batch_size: int = 1024,
-        out=None,
+        self, cells, edit: Edit, *, populations=None, decode: str = "edited_residual",
+        batch_size: int = 1024, out=None,
     ):
         """Edit the cells' activations and decode them.
 
@@ -496,6 +600,12 @@ class NeuronEditor:
             Cells to transform (selection, mask or matrix).
         edit
             From :meth:`learn_edit`.
+        populations
+            Needed when ``edit`` was learned within populations: the cells'
+            population labels (an ``.obs`` column name or an array over the data's
+            rows; with a matrix, one label per row of it). Each cell takes its own
+            population's edit; populations without one take the pooled edit (a
+            warning names those that the edit never saw).
         decode
             How the edited activations ``z'`` become values, with ``z`` the
             cell's own activations and ``r = x - decode(z)`` its reconstruction
@@ -546,6 +656,8 @@ class NeuronEditor:
         """
         if decode not in DECODE_FORMS:
             raise ValueError(f"decode must be one of {DECODE_FORMS}, got {decode!r}.")
+        if self.edit_layer == INPUT:
+            decode = "plain"  # the edited features are the prediction: nothing to decode
         if decode == "edited_residual" and edit.residual is None:
             raise ValueError("This edit has no residual part; learn it with residual=True or "
                              "use decode='residual'.")
@@ -560,21 +672,66 @@ class NeuronEditor:
         if out is not None and tuple(getattr(out, "shape", ())) != shape:
             raise ValueError(f"out must have shape {shape} (cells x features), got "
                              f"{getattr(out, 'shape', None)}.")
-        predict = block_predictor(net, self.edit_layer, edit.neurons, edit.residual, decode, view.cols)
+        codes, edits = self._routes(edit, populations, view, idx)
         # Filled block by block: the output is the only full-size array made, and
         # with ``out`` not even that.
         result = np.empty(shape, dtype=np.float32) if out is None else out
+        # The CPU kernels (numba) can reset the OpenMP thread count that torch reads.
+        with restored_threads():
+            self._predict_blocks(view, idx, codes, edits, decode, result, batch_size)
+        return result
+
+    def _predict_blocks(self, view, idx, codes, edits, decode, result, batch_size) -> None:
+        """Rows ``idx`` of ``view`` into ``result``, block by block; ``codes`` picks each
+        cell's entry of ``edits`` (``None``: the only one)."""
+        net = self._require_trained()
+        predictors = [block_predictor(net, self.edit_layer, e.neurons, e.residual, decode, view.cols)
+                      for e in edits]
         direct = isinstance(result, np.ndarray) and result.dtype == np.float32
-        block = None if direct else np.empty((min(batch_size, len(idx)), shape[1]), np.float32)
+        block = None if direct else np.empty((min(batch_size, len(idx)), result.shape[1]), np.float32)
         for start in range(0, len(idx), batch_size):
             rows = idx[start : start + batch_size]
             full = result[start : start + len(rows)] if direct else block[: len(rows)]
-            predict(in_memory(view.X[contiguous(rows)]), full)
+            if codes is None:
+                predictors[0](in_memory(view.X[contiguous(rows)]), full)
+            else:  # each population's cells through its own edit
+                here = codes[start : start + len(rows)]
+                for code in np.unique(here):
+                    part = np.flatnonzero(here == code)
+                    values = np.empty((len(part), result.shape[1]), dtype=np.float32)
+                    predictors[code](in_memory(view.X[contiguous(rows[part])]), values)
+                    full[part] = values
             if not direct:
                 result[start : start + len(rows)] = full
-        return result
 
-    def edit_statistics(self, cells, edit: Edit) -> dict[str, np.ndarray]:
+    def _routes(self, edit: Edit, populations, view, idx, *,
+                warn: bool = True) -> tuple[np.ndarray | None, list[Edit]]:
+        """Per cell, the position of its edit in the returned list."""
+        if edit.populations is None:
+            if populations is not None:
+                raise ValueError("This edit was learned without populations; learn it with "
+                                 "populations= to edit within populations.")
+            return None, [edit]
+        if populations is None:
+            raise ValueError("This edit was learned within populations: pass populations= with "
+                             "the population of each cell to edit.")
+        if isinstance(populations, str) or view.X is self._X:
+            labels = self._row_labels(populations, name="populations")[idx]
+        else:
+            (labels,) = self._side_labels((populations,), (view, idx))
+        labels = np.asarray(labels).astype(str)
+        names, codes = np.unique(labels, return_inverse=True)
+        names = [str(p) for p in names]
+        unseen = [p for p in names if p not in edit.populations and p not in (edit.fallback or {})]
+        if unseen and warn:
+            counts = {p: int((labels == p).sum()) for p in unseen}
+            warnings.warn(
+                "No source or target cells in population(s) "
+                + ", ".join(f"{p!r} ({n} cells)" for p, n in counts.items())
+                + "; they take the pooled edit.", UserWarning, stacklevel=4)  # past torch.no_grad
+        return codes, [edit.for_population(p) for p in names]
+
+    def edit_statistics(self, cells, edit: Edit, *, populations=None) -> dict[str, np.ndarray]:
         """Knots, per-neuron shift summary and the share of ``cells`` outside the source range.
 
         Parameters
@@ -583,6 +740,11 @@ class NeuronEditor:
             Cells the edit is (to be) applied to (selection, mask or matrix).
         edit
             From :meth:`learn_edit`.
+        populations
+            The cells' populations, as in :meth:`apply_edit`; needed when
+            ``edit`` was learned within populations. The knots and shift
+            summary are then the pooled edit's, and the ``outside_fraction``
+            counts each cell against its own population's edit.
 
         Returns
         -------
@@ -609,9 +771,16 @@ class NeuronEditor:
         stats = {k: v.cpu().numpy() for k, v in neurons.summary().items()}
         stats["source_knots"] = neurons.source_knots.cpu().numpy()
         stats["target_knots"] = neurons.target_knots.cpu().numpy()
-        stats["outside_fraction"] = neurons.outside_fraction(
-            self._encode_rows(view, idx).to(neurons.source_knots.device)
-        ).cpu().numpy()
+        z = self._encode_rows(view, idx).to(neurons.source_knots.device)
+        codes, edits = self._routes(edit, populations, view, idx, warn=False)
+        if codes is None:
+            codes = np.zeros(len(idx), dtype=int)
+        outside = np.zeros(neurons.n_neurons)
+        for code, own in enumerate(edits):
+            part = torch.as_tensor(np.flatnonzero(codes == code))
+            if len(part):
+                outside += len(part) * own.neurons.outside_fraction(z[part]).cpu().numpy()
+        stats["outside_fraction"] = outside / max(1, len(idx))
         return stats
 
     # ------------------------------------------------------------ save/load
@@ -647,48 +816,7 @@ class NeuronEditor:
         >>> sne.NeuronEditor.load(path, X).n_features
         20
         """
-        import secrets
-        import shutil
-
-        net = self._require_trained()
-        path = Path(path)
-        old = sorted(p.name for p in path.iterdir()) if path.is_dir() else None
-        if path.exists() and old is None:
-            raise FileExistsError(f"{path} exists and is not a folder.")
-        if old and not overwrite:
-            raise FileExistsError(f"{path} exists and is not empty; pass overwrite=True.")
-        if old and not set(old) <= {_CONFIG, _WEIGHTS}:
-            raise FileExistsError(f"{path} holds files other than a saved model ({', '.join(old[:5])}); "
-                                  "not overwriting it.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp, aside = (path.parent / f".{path.name}.{secrets.token_hex(4)}.{end}" for end in ("tmp", "old"))
-        tmp.mkdir()
-        try:
-            torch.save({k: v.cpu() for k, v in net.state_dict().items()}, tmp / _WEIGHTS)
-            config = {
-                "format_version": _FORMAT_VERSION,
-                "n_features": self.n_features,
-                "feature_names": None if self.feature_names is None else self.feature_names.tolist(),
-                "layer": self.layer,
-                **self.config,
-                "train_params": self.train_params,
-                "history": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                            for k, v in self.history.to_dict().items()},
-            }
-            (tmp / _CONFIG).write_text(json.dumps(config, indent=1))
-            if old:  # move the old model aside, swap, and only then remove it
-                path.replace(aside)
-                try:
-                    tmp.replace(path)
-                except BaseException:
-                    aside.replace(path)
-                    raise
-                shutil.rmtree(aside)
-            else:
-                tmp.replace(path)  # also replaces an empty folder
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+        _persist.save(self, path, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path, data, *, layer: str | None = None, device="auto") -> NeuronEditor:
@@ -731,60 +859,7 @@ class NeuronEditor:
         >>> np.allclose(loaded.encode(), model.encode())
         True
         """
-        path = Path(path)
-        if not (path / _CONFIG).is_file() or not (path / _WEIGHTS).is_file():
-            raise FileNotFoundError(f"{path} does not hold a saved NeuronEditor ({_CONFIG}, {_WEIGHTS}).")
-        config = json.loads((path / _CONFIG).read_text())
-        version = config.get("format_version")
-        if not isinstance(version, int) or version > _FORMAT_VERSION:
-            raise ValueError(
-                f"{path} was saved in model format_version {version!r}; this version of "
-                f"sc_neuronedit reads format_version <= {_FORMAT_VERSION}. Upgrade sc_neuronedit."
-            )
-        names = config["feature_names"]
-        mask_var = columns = None
-        if _ad.is_anndata(data):
-            if names is None:
-                raise ValueError("This model was trained on an array; load it with an array.")
-            if not data.var_names.is_unique:
-                raise ValueError("The data's var names are not unique; call adata.var_names_make_unique().")
-            columns = data.var_names.get_indexer(names)
-            if (columns < 0).any():
-                missing = [n for n, c in zip(names, columns) if c < 0]
-                raise ValueError(
-                    f"The data's var names do not match the model's features: {len(missing)} of "
-                    f"{len(names)} missing: {missing[:20]}{' ...' if len(missing) > 20 else ''}."
-                )
-            mask_var = np.zeros(data.n_vars, dtype=bool)
-            mask_var[columns] = True
-            if mask_var.all() and (columns == np.arange(data.n_vars)).all():
-                mask_var = columns = None
-        model = cls(
-            data, layer=layer if layer is not None else (config["layer"] if _ad.is_anndata(data) else None),
-            mask_var=mask_var, hidden=config["hidden"], n_latent=config["n_latent"],
-            edit_layer=config["edit_layer"], standardize=config.get("standardize", False),
-        )
-        if columns is not None:  # the data's columns in the model's feature order
-            model._columns, model.feature_names = columns, np.asarray(names, dtype=object)
-        if model.n_features != config["n_features"]:
-            raise ValueError(
-                f"The model expects {config['n_features']} features, the data has {model.n_features}."
-            )
-        net = Autoencoder(model.n_features, config["hidden"], config["n_latent"])
-        try:
-            state = torch.load(path / _WEIGHTS, map_location="cpu", weights_only=True)
-            net.load_state_dict(state)
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-            raise ValueError(
-                f"{path / _WEIGHTS} is not a state dict of tensors for this architecture; "
-                "refusing to load it (a file holding anything else could run code). "
-                f"Reason: {str(err).splitlines()[0][:200]}"
-            ) from err
-        model.device = resolve_device(device)
-        model.network = net.to(model.device).eval()
-        model.train_params = config["train_params"]
-        model.history = TrainingHistory.from_dict(config["history"])
-        return model
+        return _persist.load(cls, path, data, layer=layer, device=device)
 
 
 MIN_SCALE = 0.1

@@ -11,6 +11,9 @@ residual edit runs as one compiled pass (:mod:`sc_neuronedit._kernels`).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+import numba
 import numpy as np
 import torch
 from scipy import sparse
@@ -175,6 +178,24 @@ class CpuBlocks(TorchBlocks):
                 out[:, self.cols] = values
 
 
+@contextmanager
+def restored_threads():
+    """Leave numba's and torch's thread counts as they were found.
+
+    :class:`CpuBlocks` sets numba's count, and numba's threading layer can reset
+    the OpenMP count that torch reads: a library must not change either for its caller.
+    """
+    # torch's first: numba's first call starts its thread pool, which resets OpenMP's.
+    torch_threads = torch.get_num_threads()
+    numba_threads = numba.get_num_threads()
+    try:
+        yield
+    finally:
+        numba.set_num_threads(numba_threads)
+        if torch.get_num_threads() != torch_threads:
+            torch.set_num_threads(torch_threads)
+
+
 def _stage(name: str):
     """A labelled range in a torch.profiler trace; ``benchmarks/throughput.py`` reports them."""
     return torch.profiler.record_function(f"sne: {name}")
@@ -192,5 +213,7 @@ def _density(block) -> float:
 def block_predictor(net: Autoencoder, layer: int, neurons: QuantileEdit,
                     residual: QuantileEdit | None, decode: str, cols: np.ndarray | None):
     """The fastest implementation for the network's device."""
-    kind = CpuBlocks if net.center.device.type == "cpu" else TorchBlocks
+    # The CPU path folds the autoencoder's first and last layers; the input layer has none.
+    fast = net.center.device.type == "cpu" and isinstance(net, Autoencoder)
+    kind = CpuBlocks if fast else TorchBlocks
     return kind(net, layer, neurons, residual if decode == "edited_residual" else None, decode, cols)

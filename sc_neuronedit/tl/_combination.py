@@ -13,7 +13,7 @@ from .._matrix import take_rows
 from .._model import NeuronEditor
 from .._synergy import bliss_excess, subsampled_energy, synergy_table
 from ._checks import check_input, check_min_cells
-from ._neuron_edit import trained_model
+from ._neuron_edit import resolve_populations, trained_model, usable_model
 from ._results import to_uns, warn_outside, write_result
 
 #: Fewer cells than this in a condition is an error.
@@ -30,6 +30,8 @@ def predict_combination(
     combination: str | None = None,
     layer: str | None = None,
     mask_var=None,
+    population_key: str | None = None,
+    edit_layer: int | str = "bottleneck",
     key_added: str = "combination",
     n_resamples: int = 100,
     bliss_quantile: float = 0.95,
@@ -67,6 +69,10 @@ def predict_combination(
     layer, mask_var
         Input layer and the features the autoencoder sees; others pass
         through unchanged and are not scored.
+    population_key, edit_layer
+        Edits within cell populations, and the edited layer, as in
+        :func:`neuron_edit`: each single-drug edit is learned within each
+        population and applied to the other drug's cells of that population.
     key_added
         ``layers[key_added]``, ``obs[f"{key_added}_edited"]``,
         ``obs[f"{key_added}_route"]`` and ``uns[key_added]``.
@@ -103,7 +109,8 @@ def predict_combination(
     """
     pairs = {combination or f"{drug_a}+{drug_b}": (drug_a, drug_b)}
     run = _Run(adata, condition_key, control=control, pairs=pairs, measured=combination is not None,
-               layer=layer, mask_var=mask_var, key_added=key_added, decode=decode,
+               layer=layer, mask_var=mask_var, population_key=population_key,
+               edit_layer=edit_layer, key_added=key_added, decode=decode,
                n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
                model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
                random_state=random_state, progress=progress)
@@ -133,6 +140,8 @@ def synergy(
     combinations: Mapping[str, tuple[str, str]],
     layer: str | None = None,
     mask_var=None,
+    population_key: str | None = None,
+    edit_layer: int | str = "bottleneck",
     key_added: str = "synergy",
     n_resamples: int = 100,
     bliss_quantile: float = 0.95,
@@ -198,7 +207,7 @@ def synergy(
         reused; each rerun relearns the edits).
     bliss_quantile
         Control quantile that defines a responding cell.
-    layer, mask_var, key_added, decode, n_quantiles
+    layer, mask_var, population_key, edit_layer, key_added, decode, n_quantiles
         As in :func:`predict_combination`.
     max_epochs, model, model_kwargs, train_kwargs, device, random_state, progress
         As in :func:`predict_combination`.
@@ -228,7 +237,8 @@ def synergy(
     if not isinstance(combinations, Mapping) or not combinations:
         raise ValueError('combinations must be a non-empty mapping {"A+B": ("A", "B"), ...}.')
     run = _Run(adata, condition_key, control=control, pairs=dict(combinations), measured=True,
-               layer=layer, mask_var=mask_var, key_added=key_added, decode=decode,
+               layer=layer, mask_var=mask_var, population_key=population_key,
+               edit_layer=edit_layer, key_added=key_added, decode=decode,
                n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
                model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
                random_state=random_state, progress=progress, writes="uns")
@@ -244,14 +254,15 @@ class _Run:
     """One trained model and the cells of each condition; computes routes and scores."""
 
     def __init__(self, adata, condition_key, *, control, pairs, measured, layer, mask_var,
-                 key_added, decode, n_quantiles, model, max_epochs, model_kwargs, train_kwargs,
-                 device, random_state, progress, writes="all"):
+                 population_key, edit_layer, key_added, decode, n_quantiles, model, max_epochs,
+                 model_kwargs, train_kwargs, device, random_state, progress, writes="all"):
         from scanpy import logging as logg
 
         self.X = check_input(adata, layer=layer, key_added=key_added, writes=writes, stacklevel=4)
         if decode not in NeuronEditor.decode_forms:
             raise ValueError(f"decode must be one of {NeuronEditor.decode_forms}, got {decode!r}.")
-        conditions = _ad.resolve_groups(adata, condition_key)
+        conditions = _ad.resolve_groups(adata, condition_key, name="condition_key")
+        populations = resolve_populations(adata, population_key, groupby=condition_key)
         present = set(conditions.tolist())
         singles = [control, *(d for pair in pairs.values() for d in pair)]
         wanted = singles + (list(pairs) if measured else [])
@@ -264,6 +275,8 @@ class _Run:
                 raise ValueError(f"Combination {label!r} needs two different drugs other than the "
                                  f"control, got {pair!r}.")
         self.cells = {c: np.flatnonzero(conditions == c) for c in dict.fromkeys(wanted)}
+        self.populations = None if populations is None else {
+            c: populations[i] for c, i in self.cells.items()}
         check_min_cells({c: len(i) for c, i in self.cells.items()}, MIN_CELLS, what="the conditions",
                         fix=f"Every condition needs cells of its own in adata.obs[{condition_key!r}].")
         self.adata, self.pairs, self.control = adata, pairs, control
@@ -276,13 +289,12 @@ class _Run:
         train[np.concatenate([self.cells[c] for c in dict.fromkeys(singles)])] = True
         if model is None:
             model = trained_model(adata, cells=train, layer=layer, mask_var=mask_var,
-                                  max_epochs=max_epochs, model_kwargs=model_kwargs,
-                                  train_kwargs=train_kwargs, device=device,
-                                  random_state=random_state, progress=progress)
-        elif model.adata is not adata:
-            raise ValueError("model was built on another AnnData; load it onto this one with "
-                             "NeuronEditor.load(path, adata).")
-        self.model = model
+                                  edit_layer=edit_layer, max_epochs=max_epochs,
+                                  model_kwargs=model_kwargs, train_kwargs=train_kwargs,
+                                  device=device, random_state=random_state, progress=progress)
+        else:
+            usable_model(model, adata, edit_layer)
+        self.model, self.population_key = model, population_key
         self._values = {}
 
     def rows(self, condition, idx=None) -> np.ndarray:
@@ -298,10 +310,21 @@ class _Run:
         pick = {c: None if picks is None else picks[c] for c in (self.control, drug, cells_of)}
         edit = self.model.learn_edit(self.rows(self.control, pick[self.control]),
                                      self.rows(drug, pick[drug]), n_quantiles=self.n_quantiles,
+                                     populations=self.labels(self.control, drug, picks=pick),
                                      residual=self.decode == "edited_residual",
                                      random_state=self.random_state)
         return edit, self.model.apply_edit(self.rows(cells_of, pick[cells_of]), edit,
+                                           populations=self.labels(cells_of, picks=pick),
                                            decode=self.decode)
+
+    def labels(self, *conditions, picks=None):
+        """Population labels of a condition's (resampled) cells; a tuple of them for several."""
+        if self.populations is None:
+            return None
+        picks = picks or {}
+        out = tuple(self.populations[c] if picks.get(c) is None else self.populations[c][picks[c]]
+                    for c in conditions)
+        return out if len(out) > 1 else out[0]
 
     def routes(self, drug_a, drug_b):
         """``[(rows of B cells, A's edit on them), (rows of A cells, B's edit on them)]``."""
@@ -309,7 +332,8 @@ class _Run:
             out = []
             for drug, other in ((drug_a, drug_b), (drug_b, drug_a)):
                 edit, values = self._edit_onto(drug, other)
-                stats = self.model.edit_statistics(self.rows(other), edit)
+                stats = self.model.edit_statistics(self.rows(other), edit,
+                                                   populations=self.labels(other))
                 warn_outside(float(stats["outside_fraction"].mean()), f"the {other} cells", depth=2)
                 out.append((self.cells[other], values))
             self._values[drug_a, drug_b] = out
@@ -396,8 +420,9 @@ class _Run:
         return {
             "params": {"condition_key": self.condition_key, "control": self.control,
                        "combinations": {k: list(v) for k, v in self.pairs.items()},
-                       "layer": self.layer, "decode": self.decode,
-                       "n_quantiles": self.n_quantiles, "n_features": m.n_features, **m.config,
+                       "layer": self.layer, "population_key": self.population_key,
+                       "decode": self.decode, "n_quantiles": self.n_quantiles,
+                       "n_features": m.n_features, **m.config,
                        "edit_layer": m.edit_layer, "train": m.train_params},
             "history": m.history.to_dict(),
         }

@@ -1,0 +1,202 @@
+"""The self-check: how good is a prediction of an unmeasured condition likely to be?
+
+A prediction for a held-out group (cell type, donor) is learned from other
+groups, so leaving each of those out in turn and predicting its real target
+cells estimates the error honestly -- as long as no group is scored with an
+autoencoder that saw its target cells. Two extra autoencoders, each trained
+without the target cells of one half of the groups, score that half's groups
+(2 extra fits, not one per group). The input layer needs no autoencoder.
+
+Arrays and models in, tables out: the ``tl`` functions resolve AnnData
+selections at their edge and hand in masks, labels and a model factory.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ._synergy import ENERGY_MAX_CELLS
+from .metrics._distribution import energy_distance
+
+#: Up to this many features, errors are measured on the features themselves; above, in a PCA.
+FEATURE_SPACE_MAX = 60
+PCA_COMPONENTS = 50
+#: Fewest predicted and real cells for a per-population row.
+MIN_POPULATION_ROW_CELLS = 20
+MIN_GROUPS = 3
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to predict: the edited layer, pooled or within populations."""
+
+    edit_layer: str
+    within: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.edit_layer}, {'within populations' if self.within else 'pooled'}"
+
+
+def candidates(with_populations: bool) -> list[Candidate]:
+    """Cheapest first: the input layer needs no autoencoder, pooled edits fewer fits."""
+    return [Candidate(layer, within) for layer in ("input", "bottleneck")
+            for within in ((False, True) if with_populations else (False,))]
+
+
+def _energy(pred: np.ndarray, real: np.ndarray, control: np.ndarray, rng) -> float:
+    """Energy distance in feature space (small panels) or in a PCA of the group's real
+    control and target cells (expression), on at most ENERGY_MAX_CELLS cells per side."""
+    if pred.shape[1] > FEATURE_SPACE_MAX:
+        ref = np.vstack([control, real]).astype(np.float64)
+        mean = ref.mean(axis=0)
+        k = min(PCA_COMPONENTS, min(ref.shape) - 1)
+        comps = np.linalg.svd(ref - mean, full_matrices=False)[2][:k].T
+        pred, real = (pred - mean) @ comps, (real - mean) @ comps
+
+    def pick(M):
+        return M if len(M) <= ENERGY_MAX_CELLS else M[rng.choice(len(M), ENERGY_MAX_CELLS, replace=False)]
+
+    return energy_distance(pick(pred), pick(real))
+
+
+def halves(groups: list[str], random_state: int) -> list[list[str]]:
+    """The groups dealt into two halves at random (seeded)."""
+    order = np.random.default_rng(random_state).permutation(len(groups))
+    return [[groups[i] for i in order[h::2]] for h in (0, 1)]
+
+
+def leave_one_group_out(
+    *,
+    rows: Callable[[np.ndarray], np.ndarray],
+    source: np.ndarray,
+    target: np.ndarray,
+    groups: np.ndarray,
+    populations: np.ndarray | None,
+    make_model: Callable[[str, np.ndarray], object],
+    train_mask: np.ndarray,
+    learn_options: dict,
+    apply_options: dict,
+    random_state: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Inner leave-one-group-out error of every candidate, never with a model that saw
+    the scored group's target cells.
+
+    Parameters
+    ----------
+    rows
+        Dense values of the model's features for row indices.
+    source, target
+        Boolean masks of the source and target cells (of the training groups only).
+    groups
+        Group label per cell (string array over all rows).
+    populations
+        Population label per cell, or ``None`` (then only pooled candidates).
+    make_model
+        ``make_model(edit_layer, train_mask)`` returns a trained model on those cells.
+    train_mask
+        Cells the main model trains on; each extra model leaves out the target cells of
+        one half of the groups on top.
+    learn_options, apply_options
+        Passed to ``learn_edit`` and ``apply_edit`` (decode, n_quantiles, ...).
+
+    Returns
+    -------
+    Long table: ``group``, ``candidate``, ``population`` (``"all"``, or a population's
+    label), ``error`` (energy distance to the group's real target cells), ``no_change``
+    (the same for its source cells as they are) and ``skill = 1 - error / no_change``.
+    """
+    both = sorted(set(groups[source]) & set(groups[target]))
+    if len(both) < MIN_GROUPS:
+        raise ValueError(
+            f"The self-check leaves out one group at a time and needs at least {MIN_GROUPS} groups "
+            f"with both source and target cells; there are {len(both)} ({', '.join(both) or 'none'}). "
+            "Pass self_check=False (and an explicit edit_layer), or add groups.")
+    rng = np.random.default_rng(random_state)
+    cands = candidates(populations is not None)
+    split = halves(both, random_state)
+    models = {"input": {h: None for h in (0, 1)}}
+    if any(c.edit_layer != "input" for c in cands):
+        models["bottleneck"] = {}
+        for h, half in enumerate(split):
+            if progress:
+                progress(f"self-check: autoencoder {h + 1} of 2, without the target cells of "
+                         f"{', '.join(half)}")
+            unseen = target & np.isin(groups, half)
+            models["bottleneck"][h] = make_model("bottleneck", train_mask & ~unseen)
+    if models["input"][0] is None:
+        model = make_model("input", train_mask)
+        models["input"] = {0: model, 1: model}
+    cols = model_columns(models["input"][0])
+    records = []
+    for g in both:
+        h = 0 if g in split[0] else 1
+        others = np.isin(groups, [x for x in both if x != g])
+        src, tgt = source & others, target & others
+        apply_rows = np.flatnonzero(source & (groups == g))
+        real_rows = np.flatnonzero(target & (groups == g))
+        control, real = rows(apply_rows)[:, cols], rows(real_rows)[:, cols]
+        scored = {"no change": control}
+        for cand in cands:
+            model = models[cand.edit_layer][h]
+            pops = populations if cand.within else None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # inner fallbacks are expected
+                edit = model.learn_edit(src, tgt, groupby=groups, populations=pops, **learn_options)
+                pred = model.apply_edit(apply_rows, edit, populations=pops, **apply_options)
+            scored[cand.name] = pred[:, cols]
+        for name, pred in scored.items():
+            records.append(dict(group=g, candidate=name, population="all",
+                                error=_energy(pred, real, control, rng)))
+            if populations is None:
+                continue
+            pop_pred, pop_real = populations[apply_rows], populations[real_rows]
+            for p in np.unique(pop_real):
+                sel_p, sel_r = pop_pred == p, pop_real == p
+                if min(sel_p.sum(), sel_r.sum()) >= MIN_POPULATION_ROW_CELLS:
+                    records.append(dict(group=g, candidate=name, population=str(p),
+                                        error=_energy(pred[sel_p], real[sel_r], control[sel_p], rng)))
+    table = pd.DataFrame(records)
+    reference = table[table.candidate == "no change"].set_index(["group", "population"])["error"]
+    table["no_change"] = reference.loc[list(zip(table.group, table.population))].to_numpy()
+    table["skill"] = 1 - table["error"] / table["no_change"]
+    return table
+
+
+def model_columns(model) -> np.ndarray:
+    """Columns of a full-width prediction that the model edits."""
+    cols = model._columns
+    return np.arange(model.n_features) if cols is None else cols
+
+
+def choose(table: pd.DataFrame) -> tuple[str, dict]:
+    """The cheapest candidate whose mean skill over groups is within one standard error
+    of the best one's (candidates are listed cheapest first)."""
+    overall = table[(table.population == "all") & (table.candidate != "no change")]
+    by = overall.groupby("candidate", sort=False)["skill"]
+    mean, se = by.mean(), by.std(ddof=1) / np.sqrt(by.count())
+    best = mean.idxmax()
+    chosen = next(c for c in mean.index if mean[c] >= mean[best] - se[best])
+    ranked = mean.sort_values(ascending=False)
+    runner_up = next((c for c in ranked.index if c != chosen), None)
+    summary = {"chosen": chosen, "expected_skill": float(mean[chosen]),
+               "expected_skill_se": float(se[chosen]),
+               "expected_error": float(overall[overall.candidate == chosen]["error"].mean()),
+               "next_best": runner_up,
+               "next_best_skill": None if runner_up is None else float(mean[runner_up]),
+               "n_groups": int(overall.group.nunique())}
+    return chosen, summary
+
+
+def summary_line(summary: dict) -> str:
+    line = (f"expected skill {summary['expected_skill']:.2f} ± {summary['expected_skill_se']:.2f} "
+            f"({summary['chosen']})")
+    if summary["next_best"] is not None:
+        line += f"; next best: {summary['next_best']}, {summary['next_best_skill']:.2f}"
+    return line

@@ -1,0 +1,72 @@
+"""The self-check at the ``tl`` edge: AnnData in, the inner leave-one-group-out's table out.
+
+The check itself (:mod:`sc_neuronedit._self_check`) works on masks, labels and
+models; here selections are resolved, models are built the way the calling
+``tl`` function builds its own, and the choice is turned back into options.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _anndata as _ad
+from .. import _self_check as check
+from .._matrix import take_rows
+from ._neuron_edit import trained_model
+
+#: Training settings of a given model that the self-check's extra autoencoders copy.
+_TRAIN_KEYS = ("max_epochs", "batch_size", "lr", "weight_decay", "validation_fraction", "patience",
+               "mixed_precision")
+
+
+def resolve_edit_layer(edit_layer, self_check: bool, *, model=None) -> tuple[object, bool]:
+    """``edit_layer="auto"`` implies the self-check; with a given model, its layer wins."""
+    if edit_layer == "auto":
+        if model is not None:
+            raise ValueError("edit_layer='auto' chooses between the input layer and a new "
+                             "autoencoder; it cannot use a given model. Pass the model's "
+                             "edit_layer, or leave model= out.")
+        return edit_layer, True
+    return edit_layer, bool(self_check)
+
+
+def perturbation_check(adata, *, source, target, groups, populations, train_mask, layer, mask_var,
+                       model, model_kwargs, train_kwargs, max_epochs, decode, n_quantiles, device,
+                       random_state, progress):
+    """Inner leave-one-group-out over the groups holding both ``source`` and ``target`` cells.
+
+    Returns the long table (with a ``chosen`` column) and the summary dict.
+    """
+    from scanpy import logging as logg
+
+    X = _ad.get_matrix(adata, layer)
+    if model is not None:  # the extra autoencoders copy the given model's settings
+        model_kwargs = {k: model.config[k] for k in ("hidden", "n_latent", "standardize")}
+        train_kwargs = {k: v for k, v in model.train_params.items() if k in _TRAIN_KEYS}
+        train_kwargs["patience"] = None if train_kwargs.get("patience", 0) < 0 else train_kwargs["patience"]
+        max_epochs, mask_var, layer = None, model._feature_mask, model.layer
+
+    def make_model(edit_layer, cells):
+        return trained_model(adata, cells=cells, layer=layer, mask_var=mask_var, edit_layer=edit_layer,
+                             max_epochs=max_epochs, model_kwargs=model_kwargs,
+                             train_kwargs=train_kwargs, device=device, random_state=random_state,
+                             progress=progress)
+
+    start = logg.info("self-check: inner leave-one-group-out")
+    table = check.leave_one_group_out(
+        rows=lambda idx: take_rows(X, idx), source=source, target=target,
+        groups=np.asarray(groups).astype(str), populations=populations, make_model=make_model,
+        train_mask=train_mask,
+        learn_options=dict(n_quantiles=n_quantiles, residual=decode == "edited_residual",
+                           random_state=random_state),
+        apply_options=dict(decode=decode), random_state=random_state, progress=logg.info)
+    chosen, summary = check.choose(table)
+    table["chosen"] = table["candidate"] == chosen
+    logg.info(f"    self-check: {check.summary_line(summary)}", time=start)
+    return table, summary
+
+
+def chosen_options(summary: dict, populations):
+    """``(edit_layer, populations)`` of the self-check's choice."""
+    layer, how = summary["chosen"].split(", ")
+    return layer, populations if how == "within populations" else None

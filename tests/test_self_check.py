@@ -1,0 +1,136 @@
+"""The self-check: an inner leave-one-group-out that never scores a group with a model
+that saw its target cells, and edit_layer="auto" choosing by it."""
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import assert_unchanged, snapshot
+
+import sc_neuronedit as sne
+from sc_neuronedit import _self_check
+from sc_neuronedit.tl import _self_check as tl_check
+
+PERTURB = dict(control="control", perturbed="treated", groupby="cell_type")
+SMALL = dict(progress=False, device="cpu", max_epochs=8, model_kwargs=dict(hidden=(16,), n_latent=4))
+
+
+def _cells(response: float, n_types: str = "ABCDE", n: int = 50, seed: int = 0):
+    """Cell types x 2 populations x 2 conditions; treatment adds ``response`` to feature 0
+    of population 'P' only (populations differ in features 1-4)."""
+    rng = np.random.default_rng(seed)
+    blocks, obs = [], []
+    for ct in n_types:
+        for pop, offset in (("P", 2.0), ("Q", -2.0)):
+            for cond in ("control", "treated"):
+                x = rng.normal(0, 1, size=(n, 6))
+                x[:, 1:5] += offset
+                if cond == "treated" and pop == "P":
+                    x[:, 0] += response
+                blocks.append(x)
+                obs += [(ct, pop, cond)] * n
+    obs = pd.DataFrame(obs, columns=["cell_type", "population", "condition"]).astype("category")
+    obs.index = [f"c{i}" for i in range(len(obs))]
+    return ad.AnnData(np.vstack(blocks).astype(np.float32), obs=obs,
+                      var=pd.DataFrame(index=[f"f{j}" for j in range(6)]))
+
+
+def test_a_candidate_better_by_construction_is_chosen(tmp_path):
+    adata = _cells(3.0)
+    sne.tl.predict_perturbation(adata, "condition", predict_for="E", population_key="population",
+                                edit_layer="auto", **PERTURB, **SMALL)
+    uns = adata.uns["predicted_perturbation"]
+    summary, table = uns["self_check_summary"], uns["self_check"]
+    assert summary["chosen"].endswith("within populations")
+    overall = table[table.population == "all"].groupby("candidate")["skill"].mean()
+    assert overall["input, within populations"] > overall["input, pooled"] + 0.1
+    assert set(table.group) == set("ABCD")  # the held-out type is never scored
+    assert {"P", "Q", "all"} <= set(table.population)  # per-population rows
+    assert table.loc[table.chosen, "candidate"].nunique() == 1
+    assert uns["params"]["edit_layer"] in ("input", 1)
+    adata.write_h5ad(tmp_path / "a.h5ad")  # survives an .h5ad round trip
+    back = ad.read_h5ad(tmp_path / "a.h5ad").uns["predicted_perturbation"]
+    pd.testing.assert_frame_equal(back["self_check"].reset_index(drop=True),
+                                  table.reset_index(drop=True), check_dtype=False)
+
+
+def test_no_response_gives_skill_near_zero():
+    adata = _cells(0.0, n=80)
+    sne.tl.predict_perturbation(adata, "condition", predict_for="E", edit_layer="input",
+                                self_check=True, **PERTURB, **SMALL)
+    table = adata.uns["predicted_perturbation"]["self_check"]
+    skill = table[(table.population == "all") & (table.candidate == "input, pooled")]["skill"]
+    # the edit learns sampling noise only: about as good as no change, never much better
+    assert abs(skill.mean()) < 0.35 and skill.max() < 0.35
+    with_response = _cells(3.0, n=80)
+    sne.tl.predict_perturbation(with_response, "condition", predict_for="E", edit_layer="input",
+                                self_check=True, **PERTURB, **SMALL)
+    table = with_response.uns["predicted_perturbation"]["self_check"]
+    assert table[(table.population == "all") & (table.candidate == "input, pooled")]["skill"].min() > 0.5
+
+
+def test_no_group_is_scored_by_a_model_that_saw_its_target_cells(monkeypatch):
+    """Fails if the two-halves split is skipped: every autoencoder the check trains is
+    recorded with its cells, and each scored group is checked against the model used."""
+    adata = _cells(3.0, n=30)
+    trained = []
+    real_make = tl_check.trained_model
+
+    def spy(adata_, *, cells, edit_layer, **kwargs):
+        model = real_make(adata_, cells=cells, edit_layer=edit_layer, **kwargs)
+        trained.append((model, cells.copy() if cells is not None else None))
+        return model
+
+    monkeypatch.setattr(tl_check, "trained_model", spy)
+    used = []
+    real_apply = sne.NeuronEditor.apply_edit
+
+    def apply_spy(self, cells, edit, **kwargs):
+        used.append((self, np.asarray(cells)))
+        return real_apply(self, cells, edit, **kwargs)
+
+    monkeypatch.setattr(sne.NeuronEditor, "apply_edit", apply_spy)
+    sne.tl.predict_perturbation(adata, "condition", predict_for="E", self_check=True, **PERTURB,
+                                **SMALL)
+    target = (adata.obs["condition"] == "treated").to_numpy()
+    groups = adata.obs["cell_type"].to_numpy()
+    cells_of = {id(m): c for m, c in trained}
+    checked = 0
+    for model, rows in used:
+        if model.edit_layer == "input" or id(model) not in cells_of:
+            continue  # the input layer learns nothing; the last call is the real prediction
+        (group,) = set(groups[rows])
+        assert not (cells_of[id(model)] & target & (groups == group)).any(), group
+        checked += 1
+    assert checked == 4  # every inner group, with an autoencoder
+    assert sum(m.edit_layer != "input" for m, _ in trained) == 2  # two extra fits, not one per group
+
+
+def test_fewer_than_three_groups_is_a_clear_error():
+    adata = _cells(3.0, n_types="ABC")
+    snap = snapshot(adata)
+    with pytest.raises(ValueError, match=r"at least 3 groups .* there are 2 \(A, B\)"):
+        sne.tl.predict_perturbation(adata, "condition", predict_for="C", edit_layer="auto",
+                                    **PERTURB, **SMALL)
+    assert_unchanged(adata, snap)
+
+
+def test_auto_refuses_a_given_model():
+    adata = _cells(3.0, n=20)
+    model = sne.NeuronEditor(adata, hidden=(8,), n_latent=4).train(max_epochs=1, progress=False)
+    with pytest.raises(ValueError, match="edit_layer='auto' .* cannot use a given model"):
+        sne.tl.predict_perturbation(adata, "condition", predict_for="E", edit_layer="auto",
+                                    model=model, **PERTURB, progress=False)
+
+
+def test_choice_rule_takes_the_cheapest_within_one_standard_error():
+    rows = []
+    for g, (a, b) in enumerate([(0.50, 0.55), (0.52, 0.60), (0.48, 0.50)]):
+        rows += [dict(group=str(g), candidate="input, pooled", population="all", skill=a, error=1 - a),
+                 dict(group=str(g), candidate="bottleneck, pooled", population="all", skill=b,
+                      error=1 - b)]
+    chosen, summary = _self_check.choose(pd.DataFrame(rows))
+    # bottleneck is best (0.55 mean, SE 0.029); input (0.50) is not within one SE
+    assert chosen == "bottleneck, pooled" and summary["next_best"] == "input, pooled"
+    rows = [dict(r, skill=r["skill"] + (0.04 if r["candidate"] == "input, pooled" else 0)) for r in rows]
+    assert _self_check.choose(pd.DataFrame(rows))[0] == "input, pooled"
