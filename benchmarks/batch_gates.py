@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import ast
 import itertools
+import time
 from pathlib import Path
 
 import anndata as ad
@@ -39,6 +40,10 @@ import torch
 import sc_neuronedit as sne
 from sc_neuronedit import metrics
 from sc_neuronedit._anndata import group_weights
+
+#: Surface markers that define cell types in this panel (for ``--populations``).
+LINEAGE = ("CD45", "CD66", "CD7", "CD19", "CD45RA", "CD11b", "CD4", "CD8a", "CD11c", "CD123", "TCRgd",
+           "CD161", "CD33", "CD16", "CD3", "CD15", "CD14", "CD56", "HLADR")
 
 
 def marker_mask(adata) -> np.ndarray:
@@ -115,8 +120,13 @@ def main():
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "batch_gates.md"))
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override a tl.batch_correct option, e.g. decode='\"residual\"'")
-    p.add_argument("--variant", nargs="*", default=["calibrate=True"], metavar="KEY=VALUE",
-                   help="options of a second neuron-editing run (none: only the default)")
+    p.add_argument("--variant", nargs="*", action="append", metavar="KEY=VALUE",
+                   help="options of another neuron-editing run; repeat for several (default: one, "
+                        "calibrate=True; an empty --variant: only the default)")
+    p.add_argument("--populations", type=int, default=None, metavar="K",
+                   help="add .obs['population']: sne.pp.populations with K clusters on the lineage "
+                        "markers, fitted on volunteer 1 (the reference) only, for variants with "
+                        "population_key='\"population\"'")
     p.add_argument("--per-marker", action="store_true",
                    help="also print per-marker scores: uncorrected, quantile map, neuron editing")
     args = p.parse_args()
@@ -124,8 +134,9 @@ def main():
         return {k: ast.literal_eval(v) for k, v in (kv.split("=", 1) for kv in pairs)}
 
     runs = {f"neuron editing ({' '.join(args.set) or 'default'})": parse(args.set)}
-    if args.variant:
-        runs[f"neuron editing ({' '.join(args.set + args.variant)})"] = parse(args.set + args.variant)
+    for variant in [["calibrate=True"]] if args.variant is None else args.variant:
+        if variant:
+            runs[f"neuron editing ({' '.join(args.set + variant)})"] = parse(args.set + variant)
     import scanpy as sc
 
     adata = ad.read_h5ad(sne.datasets.data_dir() / "cytonorm_gates.h5ad")
@@ -133,7 +144,12 @@ def main():
     markers = marker_mask(adata)
     adata.var["marker_channel"] = markers
     batch, ref = adata.obs["batch"].to_numpy().astype(str), adata.obs["reference"].to_numpy()
+    if args.populations:
+        # Fixed before any run: surface (lineage) markers, never the signalling ones scored too.
+        lineage = adata.var["marker"].isin(LINEAGE).to_numpy()
+        sne.pp.populations(adata, lineage, args.populations, fit_on=ref, layer="arcsinh")
     before = adata.layers["arcsinh"][:, markers]
+    checked = []
     rows = [dict(method="uncorrected", seed=0, **scores(before, batch, ref, before))]
     quantile = quantile_reference(before, batch, ref)
     rows.append(dict(method="quantile map of reference", seed=0,
@@ -144,11 +160,16 @@ def main():
     rows.append(dict(method="oracle: quantile map fitted on both volunteers", seed=0,
                      **scores(quantile_reference(before, batch, np.ones_like(ref)), batch, ref, before)))
     for (label, options), seed in itertools.product(runs.items(), args.seeds):
+        start = time.perf_counter()
         sne.tl.batch_correct(adata, "batch", reference_key="reference", reference_value=True,
                              layer="arcsinh", mask_var="marker_channel", random_state=seed,
                              progress=False, **options)
+        seconds = time.perf_counter() - start
         X = adata.layers["batch_corrected"][:, markers]
-        rows.append(dict(method=label, seed=seed, **scores(X, batch, ref, before)))
+        rows.append(dict(method=label, seed=seed, seconds=seconds, **scores(X, batch, ref, before)))
+        summary = adata.uns["batch_corrected"].get("self_check_summary")
+        if summary is not None:
+            checked.append(dict(method=label, seed=seed, **summary))
         print(rows[-1], flush=True)
         if seed == args.seeds[0] and label == next(iter(runs)):  # for --per-marker
             default_run = X
@@ -164,7 +185,7 @@ def main():
                           .set_axis(["batch_emd", "mad_change"], axis=1) for c in table}, axis=1)
         print(flat.sort_values(("neuron editing", "mad_change"), ascending=False).round(3).to_string())
     df = pd.DataFrame(rows)
-    cols = ["batch_emd", "mad_change", "donor_gap"]
+    cols = ["batch_emd", "mad_change", "donor_gap", "seconds"]
     agg = df.groupby("method", sort=False)[cols].agg(["mean", "std"])
     lines = ["# Gates reference-sample batch correction", "",
              f"`python benchmarks/batch_gates.py` — {int(markers.sum())} marker channels, volunteer 2 "
@@ -173,22 +194,35 @@ def main():
              f"Metric floor (volunteer 2 dealt into random batches): {metric_floor(before, batch, ref):.3f}. "
              "Volunteer 2's within-batch median difference from volunteer 1 varies over batches by "
              f"{donor_difference_spread(before, batch, ref):.3f} per marker (mean of max - min): "
-             "a sample-level shift that a correction learned from volunteer 1 cannot see.", "",
+             "a sample-level shift that a correction learned from volunteer 1 cannot see.",
+             *([f"Populations: `sne.pp.populations` with k = {args.populations} on "
+                f"{len(LINEAGE)} surface markers, fitted on volunteer 1's cells."] if args.populations
+               else []), "",
              ]
+    if checked:
+        ck = pd.DataFrame(checked)
+        lines += ["Self-check (split-half proxy on volunteer 1's cells) per run:", "",
+                  "| method | seed | chosen | proxy error | proxy skill | proxy MAD change | next best |",
+                  "|---|---|---|---|---|---|---|",
+                  *(f"| {r.method} | {r.seed} | {r.chosen} | {r.expected_error:.3f} | "
+                    f"{r.expected_skill:.3f} | {r.expected_mad_change:.3f} | {r.next_best} |"
+                    for r in ck.itertuples()), ""]
     write_table(agg, lines, args.out)
 
 
 def write_table(agg: pd.DataFrame, lines: list[str], out) -> None:
     """Append the scores table (mean ± sd over runs) to ``lines``; print and write to ``out``."""
-    lines = [*lines, "| method | batch EMD ↓ | MAD change ↓ | donor gap (keep) |", "|---|---|---|---|"]
+    lines = [*lines, "| method | batch EMD ↓ | MAD change ↓ | donor gap (keep) | s per run |",
+             "|---|---|---|---|---|"]
 
     def cell(r, c):
         sd = r[(c, "std")]
         return f"{r[(c, 'mean')]:.3f}" + (f" ± {sd:.3f}" if pd.notna(sd) else "")  # NaN: one run
 
     for m, r in agg.iterrows():
+        spent = r.get(("seconds", "mean"), np.nan)
         lines.append(f"| {m} | " + " | ".join(cell(r, c) for c in ("batch_emd", "mad_change", "donor_gap"))
-                     + " |")
+                     + f" | {'' if pd.isna(spent) else f'{spent:.1f}'} |")
     text = "\n".join(lines) + "\n"
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(text)

@@ -45,3 +45,57 @@ def column_min(X, chunk: int = 4096) -> np.ndarray:
     n = X.shape[0]
     return np.min([take_rows(X, np.arange(s, min(s + chunk, n))).min(axis=0)
                    for s in range(0, n, chunk)], axis=0)
+
+
+class Columns:
+    """Row access to a subset of columns of a dense, sparse or backed matrix.
+
+    ``cols`` is a boolean mask or integer indices in the model's feature order.
+    Slicing rows first keeps a sparse or backed matrix from being expanded.
+    """
+
+    def __init__(self, X, cols: np.ndarray | None):
+        if cols is not None and cols.dtype == bool:
+            cols = np.flatnonzero(cols)
+        self.X, self.cols = X, cols
+        n_cols = X.shape[1] if cols is None else len(cols)
+        self.shape = (X.shape[0], n_cols)
+
+    def __getitem__(self, idx):
+        block = in_memory(self.X[contiguous(idx)])
+        return block if self.cols is None else block[:, self.cols]
+
+
+class Rows:
+    """A fixed subset of rows of a view, indexable like a matrix."""
+
+    def __init__(self, view: Columns, idx: np.ndarray):
+        self.view, self.idx = view, idx
+        self.shape = (len(idx), view.shape[1])
+
+    def __getitem__(self, i):
+        return self.view[self.idx[i]]
+
+
+def as_matrix(data):
+    """A cells x features NumPy array or CSR matrix from array-like input (torch included)."""
+    if hasattr(data, "detach"):  # a torch tensor
+        data = data.detach().cpu().numpy()
+    if sparse.issparse(data):
+        return sparse.csr_matrix(data)
+    arr = np.asarray(data)
+    if arr.ndim != 2:
+        raise ValueError(f"Expected a cells x features matrix, got shape {arr.shape}.")
+    return arr
+
+
+def array_mask(mask_var, n_features: int) -> np.ndarray:
+    """``mask_var`` for array input: a boolean mask with one entry per column."""
+    mask = np.asarray(mask_var)
+    if mask.dtype != bool or mask.shape != (n_features,):
+        raise ValueError(f"With array input, mask_var must be a boolean mask of {n_features} entries "
+                         f"(one per column), got {mask.dtype} of shape {mask.shape}; var names "
+                         "and .var columns need AnnData input.")
+    if not mask.any():
+        raise ValueError("mask_var selects no features.")
+    return mask

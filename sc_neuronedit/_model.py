@@ -18,12 +18,12 @@ from scipy import sparse
 from . import _anndata as _ad
 from . import _persist
 from ._edit import MIN_POPULATION_CELLS, QuantileEdit, fit_quantile_edit, population_plan
-from ._matrix import contiguous, in_memory, is_backed, take_rows
+from ._matrix import Columns, Rows, array_mask, as_matrix, contiguous, in_memory, is_backed
 from ._persist import resolve_device
 from ._predict import block_predictor, restored_threads
 from .nn import Autoencoder, InputLayer, TrainingHistory, train_autoencoder
-from .nn._distributed import all_reduce_sum, gather_rows, shard
-from .nn._training import iter_batches
+from .nn._distributed import gather_rows, shard
+from .nn._training import iter_batches, standardization
 
 DECODE_FORMS = ("edited_residual", "residual", "plain")
 #: Cells per side used for the per-feature quantiles of the residual edit.
@@ -77,37 +77,6 @@ class Edit:
 #: within such chunks, and the chunks' order is shuffled (one sequential read each).
 BACKED_CHUNK_ROWS = 16384
 
-class _Columns:
-    """Row access to a subset of columns of a dense, sparse or backed matrix.
-
-    ``cols`` is a boolean mask or integer indices in the model's feature order.
-    Slicing rows first keeps a sparse or backed matrix from being expanded.
-    """
-
-    def __init__(self, X, cols: np.ndarray | None):
-        if cols is not None and cols.dtype == bool:
-            cols = np.flatnonzero(cols)
-        self.X, self.cols = X, cols
-        n_cols = X.shape[1] if cols is None else len(cols)
-        self.shape = (X.shape[0], n_cols)
-
-    def __getitem__(self, idx):
-        block = in_memory(self.X[contiguous(idx)])
-        return block if self.cols is None else block[:, self.cols]
-
-
-def _array_mask(mask_var, n_features: int) -> np.ndarray:
-    """``mask_var`` for array input: a boolean mask with one entry per column."""
-    mask = np.asarray(mask_var)
-    if mask.dtype != bool or mask.shape != (n_features,):
-        raise ValueError(f"With array input, mask_var must be a boolean mask of {n_features} entries "
-                         f"(one per column), got {mask.dtype} of shape {mask.shape}; var names "
-                         "and .var columns need AnnData input.")
-    if not mask.any():
-        raise ValueError("mask_var selects no features.")
-    return mask
-
-
 class NeuronEditor:
     """Autoencoder-based neuron editing on an AnnData or a cells x features array.
 
@@ -134,7 +103,7 @@ class NeuronEditor:
         expression, where the bottleneck wins).
     standardize
         Standardise each feature (centre, divide by its standard deviation on
-        the training cells, floored at :data:`MIN_SCALE`) inside the network,
+        the training cells, floored at 0.1) inside the network,
         so the loss weighs rare and abundant features alike (default). On
         log-normalised counts the unscaled loss is dominated by abundant
         genes, and genes that switch on under a perturbation, rare in control
@@ -187,8 +156,8 @@ class NeuronEditor:
         else:
             if layer is not None:
                 raise ValueError("layer= only applies to AnnData input.")
-            X = _as_matrix(data)
-            self._feature_mask = None if mask_var is None else _array_mask(mask_var, X.shape[1])
+            X = as_matrix(data)
+            self._feature_mask = None if mask_var is None else array_mask(mask_var, X.shape[1])
             self.feature_names = None
         self.layer = layer
         self._X = X
@@ -215,10 +184,10 @@ class NeuronEditor:
         self.device = torch.device("cpu")
 
     # ------------------------------------------------------------------ data
-    def _view(self, X=None) -> _Columns:
-        return _Columns(self._X if X is None else X, self._columns)
+    def _view(self, X=None) -> Columns:
+        return Columns(self._X if X is None else X, self._columns)
 
-    def _cells(self, cells, *, name: str = "cells") -> tuple[_Columns, np.ndarray]:
+    def _cells(self, cells, *, name: str = "cells") -> tuple[Columns, np.ndarray]:
         """Matrix view and row indices for a selection, a mask or a data matrix."""
         if cells is None:
             return self._view(), np.arange(self._X.shape[0])
@@ -227,7 +196,7 @@ class NeuronEditor:
         if sparse.issparse(cells) or (isinstance(cells, np.ndarray) and cells.ndim == 2):
             width = cells.shape[1]
             if width == self.n_features:
-                view = _Columns(cells, None)
+                view = Columns(cells, None)
             elif self._feature_mask is not None and width == len(self._feature_mask):
                 view = self._view(cells)
             else:
@@ -318,7 +287,7 @@ class NeuronEditor:
         300
         """
         view, idx = self._cells(cells, name="cells")
-        rows = _Rows(view, idx)
+        rows = Rows(view, idx)
         _ad.check_finite(rows, what="The training matrix")
         self.device = resolve_device(device)
         if self.edit_layer == INPUT:  # the features are the edited layer: nothing to learn
@@ -334,7 +303,7 @@ class NeuronEditor:
             torch.manual_seed(random_state)
             net = self._new_network()
         if self.config["standardize"]:
-            net.set_standardization(*_standardization(rows))
+            net.set_standardization(*standardization(rows))
         self.history = train_autoencoder(
             net, rows, max_epochs=max_epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, validation_fraction=validation_fraction,
@@ -860,44 +829,3 @@ class NeuronEditor:
         True
         """
         return _persist.load(cls, path, data, layer=layer, device=device)
-
-
-MIN_SCALE = 0.1
-
-
-def _standardization(rows, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-feature mean and floored standard deviation, streamed over row chunks."""
-    n = rows.shape[0]
-    mine = shard(np.arange(n))  # each rank sums its part; the sums are added up
-    sums = torch.zeros((2, rows.shape[1]), dtype=torch.float64)
-    for start in range(0, len(mine), chunk):
-        block = torch.as_tensor(np.asarray(take_rows(rows, mine[start : start + chunk]), dtype=np.float64))
-        sums[0] += block.sum(dim=0)
-        sums[1] += (block**2).sum(dim=0)
-    total, total_sq = all_reduce_sum(sums).numpy()
-    mean = total / n
-    std = np.sqrt(np.maximum(total_sq / n - mean**2, 0.0))
-    return (torch.as_tensor(mean, dtype=torch.float32),
-            torch.as_tensor(np.maximum(std, MIN_SCALE), dtype=torch.float32))
-
-
-class _Rows:
-    """A fixed subset of rows of a view, indexable like a matrix."""
-
-    def __init__(self, view: _Columns, idx: np.ndarray):
-        self.view, self.idx = view, idx
-        self.shape = (len(idx), view.shape[1])
-
-    def __getitem__(self, i):
-        return self.view[self.idx[i]]
-
-
-def _as_matrix(data):
-    if isinstance(data, torch.Tensor):
-        data = data.detach().cpu().numpy()
-    if sparse.issparse(data):
-        return sparse.csr_matrix(data)
-    arr = np.asarray(data)
-    if arr.ndim != 2:
-        raise ValueError(f"Expected a cells x features matrix, got shape {arr.shape}.")
-    return arr

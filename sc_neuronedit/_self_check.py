@@ -200,3 +200,114 @@ def summary_line(summary: dict) -> str:
     if summary["next_best"] is not None:
         line += f"; next best: {summary['next_best']}, {summary['next_best_skill']:.2f}"
     return line
+
+
+#: The batch proxy's choice: lowest error among candidates changing the spread by at most this.
+MAX_MAD_CHANGE = 0.15
+
+
+def _mad(M: np.ndarray) -> np.ndarray:
+    return np.median(np.abs(M - np.median(M, axis=0)), axis=0)
+
+
+def split_half_batches(
+    *,
+    rows: Callable[[np.ndarray], np.ndarray],
+    reference: np.ndarray,
+    batches: np.ndarray,
+    goal_batch,
+    populations: np.ndarray | None,
+    models: dict,
+    learn_options: dict,
+    apply_options: dict,
+    random_state: int = 0,
+) -> pd.DataFrame:
+    """Batch correction's proxy: learn each batch's edit on one half of its reference
+    cells and score how well the other half is aligned to the goal's other half.
+
+    Leaving a batch out would remove the reference cells its own correction needs,
+    so the reference cells of every batch are split in half instead. The proxy is
+    optimistic: the held-out half comes from the same sample as the half that
+    taught the edit, where a real correction is applied to other samples.
+
+    Parameters
+    ----------
+    rows
+        Dense values of the model's features for row indices.
+    reference
+        Boolean mask of the reference (spike-in) cells.
+    batches
+        Batch label per cell (strings).
+    goal_batch
+        The batch aligned to, or ``None`` for the pooled reference (every batch weighing
+        the same).
+    populations
+        Population label per cell, or ``None``.
+    models
+        ``{"input": model, "bottleneck": model}``: trained models on all cells.
+    learn_options, apply_options
+        Passed to ``learn_edit`` and ``apply_edit``.
+
+    Returns
+    -------
+    Long table: ``group`` (the batch), ``candidate``, ``population`` (``"all"``),
+    ``error`` (energy distance of the corrected held-out half to the goal's held-out
+    half), ``no_change``, ``skill`` and ``mad_change`` (mean relative change of each
+    feature's MAD in the held-out half).
+    """
+    rng = np.random.default_rng(random_state)
+    learn_half = np.zeros(len(reference), dtype=bool)
+    for b in np.unique(batches):
+        idx = np.flatnonzero(reference & (batches == b))
+        learn_half[rng.permutation(idx)[: len(idx) // 2]] = True
+    held_half = reference & ~learn_half
+    goal = reference if goal_batch is None else reference & (batches == str(goal_batch))
+    goal_rows = np.flatnonzero(goal & held_half)
+    cols = model_columns(models["input"])
+    goal_values = rows(goal_rows)[:, cols]
+    records = []
+    for b in np.unique(batches):
+        if goal_batch is not None and b == str(goal_batch):
+            continue
+        apply_rows = np.flatnonzero(held_half & (batches == b))
+        before = rows(apply_rows)[:, cols]
+        scored = {"no change": before}
+        for cand in candidates(populations is not None):
+            model = models[cand.edit_layer]
+            pops = populations if cand.within else None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                edit = model.learn_edit(learn_half & (batches == b), goal & learn_half,
+                                        groupby=None if goal_batch is not None else batches,
+                                        populations=pops, **learn_options)
+                scored[cand.name] = model.apply_edit(apply_rows, edit, populations=pops,
+                                                     **apply_options)[:, cols]
+        spread = np.maximum(_mad(before), 1e-3)
+        for name, values in scored.items():
+            records.append(dict(group=str(b), candidate=name, population="all",
+                                error=_energy(values, goal_values, before, rng),
+                                mad_change=float(np.mean(np.abs(_mad(values) - _mad(before)) / spread))))
+    table = pd.DataFrame(records)
+    reference_error = table[table.candidate == "no change"].set_index("group")["error"]
+    table["no_change"] = reference_error.loc[table.group].to_numpy()
+    table["skill"] = 1 - table["error"] / table["no_change"]
+    return table
+
+
+def choose_for_batches(table: pd.DataFrame) -> tuple[str, dict]:
+    """The lowest mean proxy error among candidates whose mean MAD change is at most
+    :data:`MAX_MAD_CHANGE`; if none keeps the spread so well, the one changing it least."""
+    overall = table[(table.population == "all") & (table.candidate != "no change")]
+    by = overall.groupby("candidate", sort=False)
+    error, mad, skill = by["error"].mean(), by["mad_change"].mean(), by["skill"]
+    keeping = error[mad <= MAX_MAD_CHANGE]
+    chosen = keeping.idxmin() if len(keeping) else mad.idxmin()
+    ranked = error.sort_values()
+    runner_up = next((c for c in ranked.index if c != chosen), None)
+    mean, se = skill.mean(), skill.std(ddof=1) / np.sqrt(skill.count())
+    summary = {"chosen": chosen, "expected_skill": float(mean[chosen]),
+               "expected_skill_se": float(se[chosen]), "expected_error": float(error[chosen]),
+               "expected_mad_change": float(mad[chosen]), "next_best": runner_up,
+               "next_best_skill": None if runner_up is None else float(mean[runner_up]),
+               "n_groups": int(overall.group.nunique())}
+    return chosen, summary

@@ -17,7 +17,7 @@ from scipy import sparse
 from test_combination import drugs
 
 import sc_neuronedit as sne
-from sc_neuronedit import _model
+from sc_neuronedit import _persist
 
 SMALL = dict(hidden=(16,), n_latent=4)
 TRAIN = dict(max_epochs=1, batch_size=64, progress=False, device="cpu")
@@ -41,7 +41,7 @@ def test_save_writes_a_versioned_folder(saved, toy_adata):
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "weights.pt"]
     assert [p.name for p in path.parent.iterdir()] == ["model"]  # no temporary folder left
     config = json.loads((path / "config.json").read_text())
-    assert config["format_version"] == _model._FORMAT_VERSION == 1
+    assert config["format_version"] == 1  # what older releases read; 2 only for edit_layer="input"
     assert config["feature_names"] == list(toy_adata.var_names[:20])
     assert config["hidden"] == [16] and config["n_latent"] == 4
     state = torch.load(path / "weights.pt", weights_only=True)
@@ -56,7 +56,7 @@ def test_save_is_atomic(saved, toy_adata, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(_model.json, "dumps", broken)  # fails after the weights are written
+    monkeypatch.setattr(_persist.json, "dumps", broken)  # fails after the weights are written
     with pytest.raises(OSError, match="disk full"):
         model.save(path.parent / "new")
     with pytest.raises(OSError, match="disk full"):
@@ -91,11 +91,21 @@ def test_save_never_overwrites_other_files(saved, tmp_path):
 def test_load_refuses_a_newer_format(saved, toy_adata):
     _, path = saved
     config = json.loads((path / "config.json").read_text())
-    for version in (2, None):
+    for version in (_persist.FORMAT_VERSION + 1, None):
         config["format_version"] = version
         (path / "config.json").write_text(json.dumps(config))
-        with pytest.raises(ValueError, match=rf"format_version {version}.*reads format_version <= 1"):
+        with pytest.raises(ValueError, match=rf"format_version {version}.*reads format_version <= 2"):
             sne.NeuronEditor.load(path, toy_adata)
+
+
+def test_input_layer_model_saves_and_loads(toy_adata, tmp_path):
+    model = sne.NeuronEditor(toy_adata, mask_var="hv", edit_layer="input").train()
+    edit = model.learn_edit(SRC, TGT)
+    model.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["format_version"] == 2
+    loaded = sne.NeuronEditor.load(tmp_path / "m", toy_adata, device="cpu")
+    assert loaded.edit_layer == "input"
+    np.testing.assert_array_equal(loaded.apply_edit(SRC, edit), model.apply_edit(SRC, edit))
 
 
 def test_load_reorders_genes(saved, toy_adata):

@@ -134,3 +134,38 @@ def test_choice_rule_takes_the_cheapest_within_one_standard_error():
     assert chosen == "bottleneck, pooled" and summary["next_best"] == "input, pooled"
     rows = [dict(r, skill=r["skill"] + (0.04 if r["candidate"] == "input, pooled" else 0)) for r in rows]
     assert _self_check.choose(pd.DataFrame(rows))[0] == "input, pooled"
+
+
+def test_neuron_edit_self_check_needs_groups():
+    adata = _cells(3.0, n=20)
+    with pytest.raises(ValueError, match="pass groupby="):
+        sne.tl.neuron_edit(adata, {"condition": "control"}, {"condition": "treated"},
+                           apply_to={"condition": "control"}, self_check=True, **SMALL)
+
+
+def test_batch_correct_auto_checks_on_split_reference_cells():
+    """Three batches, each shifting population 'P' only: the split-half proxy finds that
+    within-population edits align the held-out halves best."""
+    rng = np.random.default_rng(0)
+    blocks, obs = [], []
+    for b, shift in (("b0", 0.0), ("b1", 1.5), ("b2", -1.5)):
+        for pop, offset in (("P", 2.0), ("Q", -2.0)):
+            for ref in (True, False):
+                x = rng.normal(0, 1, size=(120, 5))
+                x[:, 1:] += offset
+                if pop == "P":
+                    x[:, 0] += shift
+                blocks.append(x)
+                obs += [(b, pop, ref)] * 120
+    obs = pd.DataFrame(obs, columns=["batch", "population", "reference"])
+    obs["batch"], obs["population"] = obs["batch"].astype("category"), obs["population"].astype("category")
+    obs.index = [f"c{i}" for i in range(len(obs))]
+    adata = ad.AnnData(np.vstack(blocks).astype(np.float32), obs=obs)
+    sne.tl.batch_correct(adata, "batch", reference_key="reference", reference_value=True,
+                         population_key="population", edit_layer="auto", **SMALL)
+    uns = adata.uns["batch_corrected"]
+    table, summary = uns["self_check"], uns["self_check_summary"]
+    assert set(table.group) == {"b0", "b1", "b2"} and "mad_change" in table
+    assert summary["chosen"].endswith("within populations")
+    assert summary["expected_mad_change"] <= 0.15
+    assert summary["expected_skill"] > 0.5

@@ -43,6 +43,26 @@ class TrainingHistory:
         )
 
 
+#: Floor of the standard deviation that standardisation divides by.
+MIN_SCALE = 0.1
+
+
+def standardization(rows, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and floored standard deviation, streamed over row chunks."""
+    n = rows.shape[0]
+    mine = shard(np.arange(n))  # each rank sums its part; the sums are added up
+    sums = torch.zeros((2, rows.shape[1]), dtype=torch.float64)
+    for start in range(0, len(mine), chunk):
+        block = torch.as_tensor(np.asarray(take_rows(rows, mine[start : start + chunk]), dtype=np.float64))
+        sums[0] += block.sum(dim=0)
+        sums[1] += (block**2).sum(dim=0)
+    total, total_sq = all_reduce_sum(sums).numpy()
+    mean = total / n
+    std = np.sqrt(np.maximum(total_sq / n - mean**2, 0.0))
+    return (torch.as_tensor(mean, dtype=torch.float32),
+            torch.as_tensor(np.maximum(std, MIN_SCALE), dtype=torch.float32))
+
+
 def rows_to_tensor(X, idx: np.ndarray, device: torch.device) -> torch.Tensor:
     """Rows ``idx`` of a dense, CSR or backed matrix as a dense float32 tensor.
 

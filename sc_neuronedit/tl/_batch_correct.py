@@ -8,8 +8,9 @@ from .._edit import fit_quantile_edit
 from .._matrix import column_min, take_rows
 from .._model import RESIDUAL_MAX_CELLS
 from ._checks import check_input
-from ._neuron_edit import population_record, resolve_populations, trained_model
+from ._editing import population_record, resolve_populations, trained_model
 from ._results import warn_outside, write_result
+from ._self_check import batch_check, chosen_options, resolve_edit_layer
 
 
 def batch_correct(
@@ -23,6 +24,7 @@ def batch_correct(
     mask_var=None,
     population_key: str | None = None,
     edit_layer: int | str = "bottleneck",
+    self_check: bool = False,
     min_reference_cells: int = 50,
     key_added: str = "batch_corrected",
     inplace: bool = True,
@@ -71,7 +73,22 @@ def batch_correct(
     edit_layer
         ``"bottleneck"`` (default), a hidden layer's index, or ``"input"``:
         a per-marker quantile map from the batch's reference cells to the
-        goal's, with no autoencoder, as in :func:`neuron_edit`.
+        goal's, with no autoencoder, as in :func:`neuron_edit`; or ``"auto"``:
+        the self-check's choice.
+    self_check
+        Estimate how well each candidate (input layer or bottleneck, pooled or
+        within populations) corrects, on the reference cells alone (implied by
+        ``edit_layer="auto"``; no extra autoencoder). Leaving a batch out would
+        remove the reference cells its own correction needs, so each batch's
+        reference cells are split in half: the edit is learned on one half and
+        the other half's alignment to the goal's other half is scored (energy
+        distance; skill as in :func:`predict_perturbation`), with the mean
+        relative change of each marker's spread (MAD). The choice is the lowest
+        error among candidates changing the spread by at most 15 %. The proxy
+        is optimistic: its held-out half comes from the very sample that
+        taught the edit, where the real correction is applied to other
+        samples (on the Gates data it read about 0.10 where a held-out donor
+        scored 0.16).
     min_reference_cells
         Fewer reference cells in a batch is an error, not a silent skip.
     calibrate
@@ -143,10 +160,21 @@ def batch_correct(
             "sample; drop those batches or lower min_reference_cells."
         )
     start = logg.info(f"batch correction of {len(levels)} batches from reference cells")
-    model = trained_model(adata, cells=None, layer=layer, mask_var=mask_var, edit_layer=edit_layer,
+    edit_layer, self_check = resolve_edit_layer(edit_layer, self_check)
+    model = trained_model(adata, cells=None, layer=layer, mask_var=mask_var,
+                          edit_layer="bottleneck" if edit_layer == "auto" else edit_layer,
                           max_epochs=max_epochs, model_kwargs=model_kwargs,
                           train_kwargs=train_kwargs, device=device, random_state=random_state,
                           progress=progress)
+    checked = None
+    if self_check:
+        checked = batch_check(adata, reference=reference, batches=batches, goal_batch=reference_batch,
+                              populations=populations, model=model, layer=layer, mask_var=mask_var,
+                              decode=decode, n_quantiles=n_quantiles, random_state=random_state,
+                              device=device)
+        if edit_layer == "auto":
+            edit_layer, populations = chosen_options(checked[1], populations)
+            model = checked[2] if edit_layer == "input" else model
 
     if reference_batch is None:
         goal, goal_groups = reference, batches
@@ -198,6 +226,8 @@ def batch_correct(
         "history": model.history.to_dict(),
         "batches": per_batch,
     }
+    if checked is not None:
+        uns["self_check"], uns["self_check_summary"] = checked[:2]
     return write_result(adata, key_added=key_added, X_in=X_in,
                         rows=rows[order], values=np.vstack(values)[order], uns=uns,
                         inplace=inplace, start=start)

@@ -13,7 +13,7 @@ from .._matrix import take_rows
 from .._model import NeuronEditor
 from .._synergy import bliss_excess, subsampled_energy, synergy_table
 from ._checks import check_input, check_min_cells
-from ._neuron_edit import resolve_populations, trained_model, usable_model
+from ._editing import resolve_populations, trained_model, usable_model
 from ._results import to_uns, warn_outside, write_result
 
 #: Fewer cells than this in a condition is an error.

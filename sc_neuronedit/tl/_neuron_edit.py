@@ -6,8 +6,10 @@ import numpy as np
 
 from .. import _anndata as _ad
 from .._model import NeuronEditor
-from ._checks import MIN_EDIT_CELLS, check_input, check_min_cells
-from ._results import warn_outside, write_result
+from ._checks import check_input
+from ._editing import edit_cells, resolve_populations
+from ._results import write_result
+from ._self_check import checked_choice
 
 
 def _describe(selection) -> str:
@@ -28,6 +30,7 @@ def neuron_edit(
     groupby: str | None = None,
     population_key: str | None = None,
     edit_layer: int | str = "bottleneck",
+    self_check: bool = False,
     train_on=None,
     key_added: str = "neuron_edit",
     inplace: bool = True,
@@ -82,7 +85,13 @@ def neuron_edit(
         ``"bottleneck"`` (default), a hidden layer's index, or ``"input"``:
         the same quantile edit on each input feature, with no autoencoder
         (nothing is trained: seconds, not minutes). On small cytometry panels
-        the input often wins; on sparse scRNA the bottleneck does.
+        the input often wins; on sparse scRNA the bottleneck does. ``"auto"``:
+        the self-check's choice.
+    self_check
+        With ``groupby``: leave each group holding source and target cells out
+        in turn, predict its target cells from its source cells with every
+        candidate, and report the expected error and skill (see
+        :func:`predict_perturbation`). Implied by ``edit_layer="auto"``.
     train_on
         Cells to train the autoencoder on; default source, target and
         ``apply_to`` together. Ignored when ``model`` is given.
@@ -151,15 +160,24 @@ def neuron_edit(
     }
     train_mask = None if train_on is None else _ad.resolve_selection(adata, train_on, name="train_on")
     groups = None if groupby is None else _ad.resolve_groups(adata, groupby)
+    populations = resolve_populations(adata, population_key, groupby=groupby)
+    if (self_check or edit_layer == "auto") and groups is None:
+        raise ValueError("The self-check (self_check=True or edit_layer='auto') leaves out one group "
+                         "at a time: pass groupby=.")
+    settings = dict(layer=layer, mask_var=mask_var, max_epochs=max_epochs, model_kwargs=model_kwargs,
+                    train_kwargs=train_kwargs, decode=decode, n_quantiles=n_quantiles, device=device,
+                    random_state=random_state, progress=progress)
+    default_train = masks["source"] | masks["target"] | masks["apply_to"]
+    edit_layer, populations, checked = checked_choice(
+        adata, edit_layer=edit_layer, self_check=self_check, model=model, populations=populations,
+        source=masks["source"], target=masks["target"], groups=groups,
+        train_mask=default_train if train_mask is None else train_mask, **settings)
     rows, values, uns, start = edit_cells(
-        adata, masks["source"], masks["target"], masks["apply_to"],
-        train_mask=train_mask, layer=layer, mask_var=mask_var, groups=groups,
-        populations=resolve_populations(adata, population_key, groupby=groupby),
-        edit_layer=edit_layer, decode=decode,
-        n_quantiles=n_quantiles, max_epochs=max_epochs, model=model,
-        model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
-        random_state=random_state, progress=progress,
+        adata, masks["source"], masks["target"], masks["apply_to"], train_mask=train_mask,
+        groups=groups, populations=populations, edit_layer=edit_layer, model=model, **settings,
     )
+    if checked is not None:
+        uns["self_check"], uns["self_check_summary"] = checked
     uns["params"].update(
         source=_describe(source), target=_describe(target), apply_to=_describe(apply_to),
         groupby=groupby, population_key=population_key,
@@ -168,107 +186,3 @@ def neuron_edit(
         adata, key_added=key_added, X_in=_ad.get_matrix(adata, layer), rows=rows, values=values,
         uns=uns, inplace=inplace, start=start,
     )
-
-
-def resolve_populations(adata, population_key, *, groupby=None):
-    """Population labels per cell, or ``None``; a population key equal to ``groupby`` is an
-    error (groups are what is held out or weighed; populations are edited apart)."""
-    if population_key is not None and isinstance(groupby, str) and population_key == groupby:
-        raise ValueError(f"population_key and groupby are both {groupby!r}: groups are weighed "
-                         "equally or held out, populations are edited apart. Use a population "
-                         "column made from lineage markers (sc_neuronedit.pp.populations).")
-    return _ad.resolve_populations(adata, population_key)
-
-
-def usable_model(model, adata, edit_layer):
-    """Check a ``model=`` passed to a ``tl`` function against its data and ``edit_layer``."""
-    if model.adata is not adata:
-        raise ValueError("model was built on another AnnData; load it onto this one with "
-                         "NeuronEditor.load(path, adata).")
-    bottleneck = len(model.config["hidden"])
-    wanted = edit_layer if edit_layer == "input" else (
-        bottleneck if edit_layer in ("bottleneck", None) else edit_layer)
-    if wanted != model.edit_layer:
-        raise ValueError(f"edit_layer={edit_layer!r} but the model edits layer "
-                         f"{model.edit_layer!r}; pass edit_layer={model.edit_layer!r} with this "
-                         "model, or leave model= out to build one.")
-    return model
-
-
-def trained_model(adata, *, cells, layer, mask_var, edit_layer, max_epochs, model_kwargs,
-                  train_kwargs, device, random_state, progress) -> NeuronEditor:
-    """A :class:`NeuronEditor` on ``adata`` trained on ``cells`` (``None``: all)."""
-    if "edit_layer" in (model_kwargs or {}):
-        raise ValueError("Pass edit_layer= to the tl function itself, not in model_kwargs.")
-    model = NeuronEditor(adata, layer=layer, mask_var=mask_var, edit_layer=edit_layer,
-                         **(model_kwargs or {}))
-    kwargs = dict(train_kwargs or {})
-    if max_epochs is not None:
-        kwargs["max_epochs"] = max_epochs
-    return model.train(cells=cells, device=device, random_state=random_state, progress=progress,
-                       **kwargs)
-
-
-def edit_cells(
-    adata, source_mask, target_mask, apply_mask, *, train_mask, layer, mask_var, groups,
-    populations, edit_layer, decode, n_quantiles, max_epochs, model, model_kwargs, train_kwargs,
-    device, random_state, progress,
-):
-    """Train (unless ``model`` is given), learn the edit, apply it; write nothing.
-
-    ``groups`` and ``populations`` are per-cell labels (or ``None``), resolved
-    at the ``tl`` edge. Returns the edited rows, their predicted values, the
-    ``.uns`` record and the logging start time.
-    """
-    from scanpy import logging as logg
-
-    check_min_cells({"source": source_mask.sum(), "target": target_mask.sum()}, MIN_EDIT_CELLS,
-                    what="the edit's source and target", fix="Widen the selections (or groups).")
-    start = logg.info(
-        f"neuron editing: {int(source_mask.sum())} source -> {int(target_mask.sum())} target cells, "
-        f"applied to {int(apply_mask.sum())}"
-    )
-    if model is None:
-        model = trained_model(
-            adata, cells=source_mask | target_mask | apply_mask if train_mask is None else train_mask,
-            layer=layer, mask_var=mask_var, edit_layer=edit_layer, max_epochs=max_epochs,
-            model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
-            random_state=random_state, progress=progress,
-        )
-    else:
-        usable_model(model, adata, edit_layer)
-    edit = model.learn_edit(source_mask, target_mask, n_quantiles=n_quantiles, groupby=groups,
-                            populations=populations, residual=decode == "edited_residual",
-                            random_state=random_state)
-    values = model.apply_edit(apply_mask, edit, populations=populations, decode=decode)
-    stats = model.edit_statistics(apply_mask, edit, populations=populations)
-    outside = float(stats["outside_fraction"].mean())
-    warn_outside(outside, "the edited cells", depth=2)
-    uns = {
-        "params": {
-            "layer": layer, "decode": decode, "n_quantiles": n_quantiles,
-            "n_features": model.n_features, **model.config, "edit_layer": model.edit_layer,
-            "train": model.train_params,
-        },
-        "history": model.history.to_dict(),
-        "edit": stats,
-        "outside_fraction": outside,
-        "n_source": int(source_mask.sum()),
-        "n_target": int(target_mask.sum()),
-        "n_edited": int(apply_mask.sum()),
-    }
-    if populations is not None:
-        uns["populations"] = population_record(edit, populations, apply_mask)
-    return np.flatnonzero(apply_mask), values, uns, start
-
-
-def population_record(edit, populations, edited) -> dict:
-    """What ``.uns`` keeps of a within-population edit: who had an edit of their own,
-    who fell back to the pooled edit and why, and how many cells were edited in each."""
-    labels, counts = np.unique(populations[edited], return_counts=True)
-    fallback = dict(edit.fallback or {})
-    for label in labels:
-        if label not in edit.populations and label not in fallback:
-            fallback[label] = "no source or target cells"
-    return {"own": sorted(edit.populations), "fallback": fallback,
-            "n_edited": dict(zip(labels.tolist(), counts.tolist()))}

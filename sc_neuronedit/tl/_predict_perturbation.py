@@ -5,9 +5,9 @@ import numpy as np
 from .. import _anndata as _ad
 from .._model import NeuronEditor
 from ._checks import check_input
-from ._neuron_edit import edit_cells, resolve_populations
+from ._editing import edit_cells, resolve_populations
 from ._results import write_result
-from ._self_check import chosen_options, perturbation_check, resolve_edit_layer
+from ._self_check import checked_choice
 
 
 def predict_perturbation(
@@ -136,17 +136,13 @@ def predict_perturbation(
         )
     learn = other & np.isin(groups, both)
     train_mask = ~(held_out & perturbed_mask)
-    edit_layer, self_check = resolve_edit_layer(edit_layer, self_check, model=model)
     settings = dict(layer=layer, mask_var=mask_var, max_epochs=max_epochs, model_kwargs=model_kwargs,
                     train_kwargs=train_kwargs, decode=decode, n_quantiles=n_quantiles, device=device,
                     random_state=random_state, progress=progress)
-    checked = None
-    if self_check:
-        checked = perturbation_check(
-            adata, source=learn & control_mask, target=learn & perturbed_mask, groups=groups,
-            populations=populations, train_mask=train_mask, model=model, **settings)
-        if edit_layer == "auto":
-            edit_layer, populations = chosen_options(checked[1], populations)
+    edit_layer, populations, checked = checked_choice(
+        adata, edit_layer=edit_layer, self_check=self_check, model=model, populations=populations,
+        source=learn & control_mask, target=learn & perturbed_mask, groups=groups,
+        train_mask=train_mask, **settings)
     rows, values, uns, start = edit_cells(
         adata, learn & control_mask, learn & perturbed_mask, apply_mask, train_mask=train_mask,
         groups=groups if balance else None, populations=populations, edit_layer=edit_layer,

@@ -12,7 +12,7 @@ import numpy as np
 from .. import _anndata as _ad
 from .. import _self_check as check
 from .._matrix import take_rows
-from ._neuron_edit import trained_model
+from ._editing import trained_model
 
 #: Training settings of a given model that the self-check's extra autoencoders copy.
 _TRAIN_KEYS = ("max_epochs", "batch_size", "lr", "weight_decay", "validation_fraction", "patience",
@@ -28,6 +28,21 @@ def resolve_edit_layer(edit_layer, self_check: bool, *, model=None) -> tuple[obj
                              "edit_layer, or leave model= out.")
         return edit_layer, True
     return edit_layer, bool(self_check)
+
+
+def checked_choice(adata, *, edit_layer, self_check, model, populations, **kwargs):
+    """Run the self-check when asked (or when ``edit_layer="auto"``).
+
+    Returns ``(edit_layer, populations, checked)``: with ``"auto"`` the check's
+    choice, and ``checked`` the table and summary (``None`` without a check).
+    """
+    edit_layer, self_check = resolve_edit_layer(edit_layer, self_check, model=model)
+    if not self_check:
+        return edit_layer, populations, None
+    checked = perturbation_check(adata, model=model, populations=populations, **kwargs)
+    if edit_layer == "auto":
+        edit_layer, populations = chosen_options(checked[1], populations)
+    return edit_layer, populations, checked
 
 
 def perturbation_check(adata, *, source, target, groups, populations, train_mask, layer, mask_var,
@@ -64,6 +79,30 @@ def perturbation_check(adata, *, source, target, groups, populations, train_mask
     table["chosen"] = table["candidate"] == chosen
     logg.info(f"    self-check: {check.summary_line(summary)}", time=start)
     return table, summary
+
+
+def batch_check(adata, *, reference, batches, goal_batch, populations, model, layer, mask_var,
+                decode, n_quantiles, random_state, device):
+    """The split-half proxy of every candidate for batch correction (no extra fits: the
+    bottleneck candidates use ``model``, trained on all cells)."""
+    from scanpy import logging as logg
+
+    X = _ad.get_matrix(adata, layer)
+    input_model = trained_model(adata, cells=None, layer=layer, mask_var=mask_var, edit_layer="input",
+                                max_epochs=None, model_kwargs=None, train_kwargs=None, device=device,
+                                random_state=random_state, progress=False)
+    start = logg.info("self-check: each batch's reference cells split in half")
+    table = check.split_half_batches(
+        rows=lambda idx: take_rows(X, idx), reference=reference,
+        batches=np.asarray(batches).astype(str), goal_batch=goal_batch, populations=populations,
+        models={"input": input_model, "bottleneck": model},
+        learn_options=dict(n_quantiles=n_quantiles, residual=decode == "edited_residual",
+                           random_state=random_state),
+        apply_options=dict(decode=decode), random_state=random_state)
+    chosen, summary = check.choose_for_batches(table)
+    table["chosen"] = table["candidate"] == chosen
+    logg.info(f"    self-check: {check.summary_line(summary)}", time=start)
+    return table, summary, input_model
 
 
 def chosen_options(summary: dict, populations):

@@ -1,0 +1,185 @@
+"""Is the self-check honest, and does ``edit_layer="auto"`` choose well?
+
+For each held-out group (a BCR-XL patient, or a Kang cell type), run
+``sne.tl.predict_perturbation(edit_layer="auto")`` exactly as a user would
+(timed: its cost against one default fit), then predict the held-out group
+with every candidate the check considered and score each against the group's
+real perturbed cells with the check's own metric (energy distance; features
+for BCR-XL, PCA-50 of the group's real cells for Kang). Reported per group and
+candidate: the self-check's estimate (mean over its inner groups) beside the
+real held-out error; whether the chosen candidate is the one the held-out
+truth would have chosen; the rank correlation across candidates.
+
+BCR-XL populations: ``sne.pp.populations`` on the 10 type markers, fitted
+without the held-out patient's BCRXL cells, k from the inner
+leave-one-patient-out of ``bcrxl_donors.py`` (input layer). BCR-XL is also
+scored with ``bcrxl_donors.py``'s gated EMD, Kang with r² of the top-100 DEG
+means (the better candidate's r² DEG beside the chosen one's).
+
+    python benchmarks/self_check.py --data bcrxl --seeds 0
+    python benchmarks/self_check.py --data kang --seeds 0
+
+Prints tables and writes benchmarks/results/self_check_<data>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+import sc_neuronedit as sne
+from sc_neuronedit import _self_check, metrics
+
+HERE = Path(__file__).parent
+
+
+def setups(name):
+    """The data set, its keys, and a scorer of predictions beyond the check's metric."""
+    if name == "bcrxl":
+        import bcrxl_donors as bx
+
+        adata = sne.datasets.bodenmiller_bcrxl()
+        sne.pp.arcsinh(adata, 5)
+        X, names = adata.layers["arcsinh"], adata.var_names
+        state = (adata.var["marker_class"] == "state").to_numpy()
+        keys = dict(condition=bx.COND, group=bx.DONOR, control=bx.CTRL, perturbed=bx.STIM,
+                    layer="arcsinh")
+
+        def extra(P, held):
+            donor, cond = adata.obs[bx.DONOR].to_numpy(), adata.obs[bx.COND].to_numpy()
+            ctrl, real = X[(donor == held) & (cond == bx.CTRL)], X[(donor == held) & (cond == bx.STIM)]
+            per_pop = bx.population_emd(P, bx.gate(ctrl, names), real, bx.gate(real, names), state)
+            return {"gated": float(np.mean([v.mean() for v in per_pop.values()])),
+                    "B": float(per_pop["B"].mean())}
+
+        def populations(held, seed):
+            donor, cond = adata.obs[bx.DONOR].to_numpy(), adata.obs[bx.COND].to_numpy()
+            fit_on = ~((donor == held) & (cond == bx.STIM))
+            type_markers = (adata.var["marker_class"] == "type").to_numpy()
+            k, _ = bx.choose_k(adata, held, seed, fit_on, type_markers)
+            sne.pp.populations(adata, type_markers, k, fit_on=fit_on, layer="arcsinh", random_state=seed)
+            return "population", k
+
+        return adata, keys, extra, populations
+    adata = sne.datasets.kang()
+    keys = dict(condition="condition", group="cell_type", control="control", perturbed="stimulated",
+                layer=None)
+    degs = {}
+
+    def extra(P, held):
+        ct, cond = adata.obs["cell_type"].to_numpy(), adata.obs["condition"].to_numpy()
+        if held not in degs:
+            degs[held] = metrics.top_degs(adata[ct == held], "condition", "stimulated", "control",
+                                          n_genes=100)
+        real = adata.X[(ct == held) & (cond == "stimulated")].toarray()
+        return {"r2_deg": metrics.r2_means(P, real, adata.var_names.get_indexer(degs[held]))}
+
+    return adata, keys, extra, lambda held, seed: (None, None)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", choices=["bcrxl", "kang"], required=True)
+    p.add_argument("--groups", nargs="*", default=None)
+    p.add_argument("--seeds", nargs="*", type=int, default=[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    adata, keys, extra, populations = setups(args.data)
+    groups = adata.obs[keys["group"]].to_numpy().astype(str)
+    cond = adata.obs[keys["condition"]].to_numpy()
+    X = adata.X if keys["layer"] is None else adata.layers[keys["layer"]]
+    rows, checks = [], []
+    for seed in args.seeds:
+        for held in args.groups or sorted(np.unique(groups)):
+            population_key, k = populations(held, seed)
+            opts = dict(control=keys["control"], perturbed=keys["perturbed"], groupby=keys["group"],
+                        predict_for=held, layer=keys["layer"], population_key=population_key,
+                        random_state=seed, progress=False, inplace=False)
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                auto = sne.tl.predict_perturbation(adata, keys["condition"], edit_layer="auto", **opts)
+            auto_s = time.perf_counter() - start
+            uns = auto.uns["predicted_perturbation"]
+            table, summary = uns["self_check"], uns["self_check_summary"]
+            # one default fit, timed, and the held-out truth of every candidate
+            start = time.perf_counter()
+            model = sne.NeuronEditor(adata, layer=keys["layer"]).train(
+                cells=~((groups == held) & (cond == keys["perturbed"])), random_state=seed, progress=False)
+            fit_s = time.perf_counter() - start
+            ctrl_rows = np.flatnonzero((groups == held) & (cond == keys["control"]))
+            real_rows = np.flatnonzero((groups == held) & (cond == keys["perturbed"]))
+            ctrl, real = _dense(X[ctrl_rows]), _dense(X[real_rows])
+            rng = np.random.default_rng(seed)
+            truth = {}
+            for cand in _self_check.candidates(population_key is not None):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    pred = sne.tl.predict_perturbation(
+                        adata, keys["condition"], edit_layer=cand.edit_layer,
+                        model=model if cand.edit_layer == "bottleneck" else None,
+                        **{**opts, "population_key": population_key if cand.within else None})
+                P = np.asarray(pred.X)
+                truth[cand.name] = dict(real_error=_self_check._energy(P, real, ctrl, rng), **extra(P, held))
+            no_change = _self_check._energy(ctrl, real, ctrl, rng)
+            inner = table[table.population == "all"].groupby("candidate")
+            for name, t in truth.items():
+                rows.append(dict(seed=seed, group=held, candidate=name, k=k,
+                                 estimated_error=float(inner["error"].mean()[name]),
+                                 estimated_skill=float(inner["skill"].mean()[name]),
+                                 real_skill=1 - t["real_error"] / no_change, **t,
+                                 chosen=name == summary["chosen"]))
+            frame = pd.DataFrame([r for r in rows if r["seed"] == seed and r["group"] == held])
+            best = frame.loc[frame.real_error.idxmin(), "candidate"]
+            rho = stats.spearmanr(frame.estimated_error, frame.real_error).statistic
+            checks.append(dict(seed=seed, group=held, chosen=summary["chosen"], truth_best=best,
+                               agree=summary["chosen"] == best, spearman=rho, auto_s=auto_s, fit_s=fit_s,
+                               cost_ratio=auto_s / fit_s, **extra(np.asarray(auto.X), held)))
+            print(checks[-1], flush=True)
+    df, ck = pd.DataFrame(rows), pd.DataFrame(checks)
+    out = Path(args.out or HERE / "results" / f"self_check_{args.data}.md")
+    lines = [f"# Self-check honesty ({args.data})", "",
+             f"`python benchmarks/self_check.py --data {args.data} --seeds {' '.join(map(str, args.seeds))}`"
+             f" — torch threads {args.threads}. Estimated error: the self-check's mean over its inner "
+             "groups (never scored by a model that saw their perturbed cells); real error: the same "
+             "metric on the held-out group. Skill = 1 - error / no-change error.", "",
+             "## Per held-out group and candidate", "", _markdown(df.round(4)), "",
+             "## Choice, agreement with the held-out truth, cost", "", _markdown(ck.round(3)), "",
+             f"- chosen = the held-out truth's best in {int(ck.agree.sum())}/{len(ck)} groups; mean "
+             f"Spearman ρ (estimate vs real error, across candidates) {ck.spearman.mean():.2f}",
+             f"- cost of edit_layer='auto': {ck.auto_s.mean():.1f} s vs {ck.fit_s.mean():.1f} s for one "
+             f"default fit ({ck.cost_ratio.mean():.2f}x; max {ck.cost_ratio.max():.2f}x)"]
+    score_cols = [c for c in ("gated", "B", "r2_deg") if c in ck]
+    lines.append("- auto's prediction: " + ", ".join(f"{c} {ck[c].mean():.3f}" for c in score_cols))
+    if "r2_deg" in df:
+        better = df.groupby(["seed", "group"])["r2_deg"].max()
+        chosen = df[df.chosen].set_index(["seed", "group"])["r2_deg"]
+        gap = (better - chosen)
+        lines.append(f"- r² DEG of the chosen candidate within 0.01 of the better one in "
+                     f"{int((gap <= 0.01).sum())}/{len(gap)} types (largest gap {gap.max():.3f})")
+    text = "\n".join(lines) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
+
+
+def _dense(M):
+    return M.toarray() if hasattr(M, "toarray") else np.asarray(M)
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    rows = [list(map(str, df.columns)), ["---"] * df.shape[1], *df.astype(str).to_numpy().tolist()]
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+if __name__ == "__main__":
+    main()
