@@ -120,6 +120,7 @@ def main():
             real_rows = np.flatnonzero((groups == held) & (cond == keys["perturbed"]))
             ctrl, real = _dense(X[ctrl_rows]), _dense(X[real_rows])
             rng = np.random.default_rng(seed)
+            space = _self_check.scoring_space(ctrl, real)
             truth = {}
             for cand in _self_check.candidates(population_key is not None):
                 with warnings.catch_warnings():
@@ -129,8 +130,9 @@ def main():
                         model=model if cand.edit_layer == "bottleneck" else None,
                         **{**opts, "population_key": population_key if cand.within else None})
                 P = np.asarray(pred.X)
-                truth[cand.name] = dict(real_error=_self_check._energy(P, real, ctrl, rng), **extra(P, held))
-            no_change = _self_check._energy(ctrl, real, ctrl, rng)
+                truth[cand.name] = dict(real_error=_self_check._energy(space(P), space(real), rng),
+                                        **extra(P, held))
+            no_change = _self_check._energy(space(ctrl), space(real), rng)
             inner = table[table.population == "all"].groupby("candidate")
             for name, t in truth.items():
                 rows.append(dict(seed=seed, group=held, candidate=name, k=k,

@@ -49,15 +49,21 @@ def candidates(with_populations: bool) -> list[Candidate]:
             for within in ((False, True) if with_populations else (False,))]
 
 
-def _energy(pred: np.ndarray, real: np.ndarray, control: np.ndarray, rng) -> float:
-    """Energy distance in feature space (small panels) or in a PCA of the group's real
-    control and target cells (expression), on at most ENERGY_MAX_CELLS cells per side."""
-    if pred.shape[1] > FEATURE_SPACE_MAX:
-        ref = np.vstack([control, real]).astype(np.float64)
-        mean = ref.mean(axis=0)
-        k = min(PCA_COMPONENTS, min(ref.shape) - 1)
-        comps = np.linalg.svd(ref - mean, full_matrices=False)[2][:k].T
-        pred, real = (pred - mean) @ comps, (real - mean) @ comps
+def scoring_space(control: np.ndarray, real: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Where errors are measured: the features themselves (small panels), or a PCA of the
+    group's real control and target cells (expression), so a prediction cannot shape the
+    space it is judged in."""
+    if control.shape[1] <= FEATURE_SPACE_MAX:
+        return lambda M: M
+    ref = np.vstack([control, real]).astype(np.float64)
+    mean = ref.mean(axis=0)
+    k = min(PCA_COMPONENTS, min(ref.shape) - 1)
+    comps = np.linalg.svd(ref - mean, full_matrices=False)[2][:k].T
+    return lambda M: (M - mean) @ comps
+
+
+def _energy(pred: np.ndarray, real: np.ndarray, rng) -> float:
+    """Energy distance on at most ENERGY_MAX_CELLS cells per side."""
 
     def pick(M):
         return M if len(M) <= ENERGY_MAX_CELLS else M[rng.choice(len(M), ENERGY_MAX_CELLS, replace=False)]
@@ -151,9 +157,12 @@ def leave_one_group_out(
                 edit = model.learn_edit(src, tgt, groupby=groups, populations=pops, **learn_options)
                 pred = model.apply_edit(apply_rows, edit, populations=pops, **apply_options)
             scored[cand.name] = pred[:, cols]
+        space = scoring_space(control, real)
+        real = space(real)
         for name, pred in scored.items():
+            pred = space(pred)
             records.append(dict(group=g, candidate=name, population="all",
-                                error=_energy(pred, real, control, rng)))
+                                error=_energy(pred, real, rng)))
             if populations is None:
                 continue
             pop_pred, pop_real = populations[apply_rows], populations[real_rows]
@@ -161,7 +170,7 @@ def leave_one_group_out(
                 sel_p, sel_r = pop_pred == p, pop_real == p
                 if min(sel_p.sum(), sel_r.sum()) >= MIN_POPULATION_ROW_CELLS:
                     records.append(dict(group=g, candidate=name, population=str(p),
-                                        error=_energy(pred[sel_p], real[sel_r], control[sel_p], rng)))
+                                        error=_energy(pred[sel_p], real[sel_r], rng)))
     table = pd.DataFrame(records)
     reference = table[table.candidate == "no change"].set_index(["group", "population"])["error"]
     table["no_change"] = reference.loc[list(zip(table.group, table.population))].to_numpy()
@@ -283,9 +292,10 @@ def split_half_batches(
                 scored[cand.name] = model.apply_edit(apply_rows, edit, populations=pops,
                                                      **apply_options)[:, cols]
         spread = np.maximum(_mad(before), 1e-3)
+        space = scoring_space(before, goal_values)
         for name, values in scored.items():
             records.append(dict(group=str(b), candidate=name, population="all",
-                                error=_energy(values, goal_values, before, rng),
+                                error=_energy(space(values), space(goal_values), rng),
                                 mad_change=float(np.mean(np.abs(_mad(values) - _mad(before)) / spread))))
     table = pd.DataFrame(records)
     reference_error = table[table.candidate == "no change"].set_index("group")["error"]
