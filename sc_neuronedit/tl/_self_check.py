@@ -58,7 +58,8 @@ def perturbation_check(adata, *, source, target, groups, populations, train_mask
     if model is not None:  # the extra autoencoders copy the given model's settings
         model_kwargs = {k: model.config[k] for k in ("hidden", "n_latent", "standardize")}
         train_kwargs = {k: v for k, v in model.train_params.items() if k in _TRAIN_KEYS}
-        train_kwargs["patience"] = None if train_kwargs.get("patience", 0) < 0 else train_kwargs["patience"]
+        if train_kwargs.get("patience", 0) < 0:  # recorded as -1 for "no early stopping"
+            train_kwargs["patience"] = None
         max_epochs, mask_var, layer = None, model._feature_mask, model.layer
 
     def make_model(edit_layer, cells):
