@@ -29,6 +29,8 @@ from __future__ import annotations
 import argparse
 import ast
 import itertools
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -127,13 +129,19 @@ def main():
                    help="add .obs['population']: sne.pp.populations with K clusters on the lineage "
                         "markers, fitted on volunteer 1 (the reference) only, for variants with "
                         "population_key='\"population\"'")
+    p.add_argument("--variants-only", action="store_true",
+                   help="skip the default run (its row is in batch_gates.md); only the variants")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads; 1 because on shared cores more threads oversubscribe")
     p.add_argument("--per-marker", action="store_true",
                    help="also print per-marker scores: uncorrected, quantile map, neuron editing")
     args = p.parse_args()
     def parse(pairs):
         return {k: ast.literal_eval(v) for k, v in (kv.split("=", 1) for kv in pairs)}
 
-    runs = {f"neuron editing ({' '.join(args.set) or 'default'})": parse(args.set)}
+    torch.set_num_threads(args.threads)
+    runs = {} if args.variants_only else {
+        f"neuron editing ({' '.join(args.set) or 'default'})": parse(args.set)}
     for variant in [["calibrate=True"]] if args.variant is None else args.variant:
         if variant:
             runs[f"neuron editing ({' '.join(args.set + variant)})"] = parse(args.set + variant)
@@ -171,7 +179,7 @@ def main():
         if summary is not None:
             checked.append(dict(method=label, seed=seed, **summary))
         print(rows[-1], flush=True)
-        if seed == args.seeds[0] and label == next(iter(runs)):  # for --per-marker
+        if seed == args.seeds[0] and label == next(iter(runs)):  # for --per-marker: the first run
             default_run = X
     if args.per_marker:
         names = adata.var["marker"][markers].to_numpy()
@@ -188,7 +196,8 @@ def main():
     cols = ["batch_emd", "mad_change", "donor_gap", "seconds"]
     agg = df.groupby("method", sort=False)[cols].agg(["mean", "std"])
     lines = ["# Gates reference-sample batch correction", "",
-             f"`python benchmarks/batch_gates.py` — {int(markers.sum())} marker channels, volunteer 2 "
+             f"`python benchmarks/batch_gates.py {shlex.join(sys.argv[1:])}` — "
+             f"{int(markers.sum())} marker channels, volunteer 2 "
              f"scored, edits learned from volunteer 1 only; neuron editing over seeds {args.seeds}. "
              "CytoNorm: `benchmarks/batch_gates_cytonorm.py` (own environment). "
              f"Metric floor (volunteer 2 dealt into random batches): {metric_floor(before, batch, ref):.3f}. "

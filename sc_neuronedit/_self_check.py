@@ -229,6 +229,7 @@ def split_half_batches(
     models: dict,
     learn_options: dict,
     apply_options: dict,
+    finish: Callable[[np.ndarray, np.ndarray], None] | None = None,
     random_state: int = 0,
 ) -> pd.DataFrame:
     """Batch correction's proxy: learn each batch's edit on one half of its reference
@@ -256,6 +257,9 @@ def split_half_batches(
         ``{"input": model, "bottleneck": model}``: trained models on all cells.
     learn_options, apply_options
         Passed to ``learn_edit`` and ``apply_edit``.
+    finish
+        ``finish(values, rows)`` post-processes corrected full-width values in place as
+        the correction itself does (``keep_zeros``), so that the proxy scores the output.
 
     Returns
     -------
@@ -289,8 +293,10 @@ def split_half_batches(
                 edit = model.learn_edit(learn_half & (batches == b), goal & learn_half,
                                         groupby=None if goal_batch is not None else batches,
                                         populations=pops, **learn_options)
-                scored[cand.name] = model.apply_edit(apply_rows, edit, populations=pops,
-                                                     **apply_options)[:, cols]
+                values = model.apply_edit(apply_rows, edit, populations=pops, **apply_options)
+            if finish is not None:
+                finish(values, apply_rows)
+            scored[cand.name] = values[:, cols]
         spread = np.maximum(_mad(before), 1e-3)
         space = scoring_space(before, goal_values)
         for name, values in scored.items():

@@ -166,12 +166,21 @@ def batch_correct(
                           max_epochs=max_epochs, model_kwargs=model_kwargs,
                           train_kwargs=train_kwargs, device=device, random_state=random_state,
                           progress=progress)
+    X_in = _ad.get_matrix(adata, layer)
+    features = _ad.resolve_mask_var(adata, mask_var)
+    features = np.ones(adata.n_vars, bool) if features is None else features
+    zero_floor = features & (column_min(X_in) >= 0) if keep_zeros else None
+
+    def finish(out, rows):  # what every corrected block goes through, in the check too
+        if keep_zeros:
+            _keep_zeros(out, take_rows(X_in, rows), zero_floor)
+
     checked = None
     if self_check:
         checked = batch_check(adata, reference=reference, batches=batches, goal_batch=reference_batch,
                               populations=populations, model=model, layer=layer, mask_var=mask_var,
                               decode=decode, n_quantiles=n_quantiles, random_state=random_state,
-                              device=device)
+                              device=device, finish=finish)
         if edit_layer == "auto":
             edit_layer, populations = chosen_options(checked[1], populations)
             model = checked[2] if edit_layer == "input" else model
@@ -180,13 +189,9 @@ def batch_correct(
         goal, goal_groups = reference, batches
     else:
         goal, goal_groups = reference & (batches == reference_batch), None
-    X_in = _ad.get_matrix(adata, layer)
-    features = _ad.resolve_mask_var(adata, mask_var)
-    features = np.ones(adata.n_vars, bool) if features is None else features
     goal_idx = _subsample(np.flatnonzero(goal), random_state)
     goal_values = take_rows(X_in, goal_idx)[:, features]
     goal_weights = None if goal_groups is None else _ad.group_weights(batches[goal_idx])
-    zero_floor = features & (column_min(X_in) >= 0) if keep_zeros else None
     rows, values, per_batch = [], [], {}
     for b in levels:
         if b == reference_batch:
@@ -200,8 +205,7 @@ def batch_correct(
             ref_rows = _subsample(np.flatnonzero(reference[cells]), random_state)
             out[:, features] = _calibrate(out[:, features], out[ref_rows][:, features],
                                           goal_values, goal_weights, n_quantiles)
-        if keep_zeros:
-            _keep_zeros(out, take_rows(X_in, np.flatnonzero(cells)), zero_floor)
+        finish(out, np.flatnonzero(cells))
         rows.append(np.flatnonzero(cells))
         values.append(out)
         stats = model.edit_statistics(cells, edit, populations=populations)

@@ -83,7 +83,7 @@ def perturbation_check(adata, *, source, target, groups, populations, train_mask
 
 
 def batch_check(adata, *, reference, batches, goal_batch, populations, model, layer, mask_var,
-                decode, n_quantiles, random_state, device):
+                decode, n_quantiles, random_state, device, finish=None):
     """The split-half proxy of every candidate for batch correction (no extra fits: the
     bottleneck candidates use ``model``, trained on all cells)."""
     from scanpy import logging as logg
@@ -99,7 +99,7 @@ def batch_check(adata, *, reference, batches, goal_batch, populations, model, la
         models={"input": input_model, "bottleneck": model},
         learn_options=dict(n_quantiles=n_quantiles, residual=decode == "edited_residual",
                            random_state=random_state),
-        apply_options=dict(decode=decode), random_state=random_state)
+        apply_options=dict(decode=decode), finish=finish, random_state=random_state)
     chosen, summary = check.choose_for_batches(table)
     table["chosen"] = table["candidate"] == chosen
     logg.info(f"    self-check: {check.summary_line(summary)}", time=start)
