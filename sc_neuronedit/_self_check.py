@@ -71,6 +71,31 @@ def _energy(pred: np.ndarray, real: np.ndarray, rng) -> float:
     return energy_distance(pick(pred), pick(real))
 
 
+def errors(pred: np.ndarray, real: np.ndarray, labels, rng) -> dict[str, float]:
+    """Energy distance of predicted to real cells, over all cells (``"all"``) and, with
+    ``labels = (predicted cells' populations, real cells' populations)``, within each
+    population holding at least :data:`MIN_POPULATION_ROW_CELLS` cells on both sides."""
+    out = {"all": _energy(pred, real, rng)}
+    if labels is not None:
+        pop_pred, pop_real = labels
+        for p in np.unique(pop_real):
+            sel_p, sel_r = pop_pred == p, pop_real == p
+            if min(sel_p.sum(), sel_r.sum()) >= MIN_POPULATION_ROW_CELLS:
+                out[str(p)] = _energy(pred[sel_p], real[sel_r], rng)
+    return out
+
+
+def group_skill(table: pd.DataFrame) -> pd.DataFrame:
+    """Skill per group and candidate: over all cells, or with populations the mean of the
+    populations' skills, each population weighing the same -- a response confined to a small
+    population is what populations are given for, and over all cells it is diluted by the
+    large populations and by the features it does not move."""
+    rows = table[table.candidate != "no change"]
+    by_population = rows[rows.population != "all"]
+    use = by_population if len(by_population) else rows[rows.population == "all"]
+    return use.groupby(["group", "candidate"], sort=False)[["error", "skill"]].mean().reset_index()
+
+
 def halves(groups: list[str], random_state: int) -> list[list[str]]:
     """The groups dealt into two halves at random (seeded)."""
     order = np.random.default_rng(random_state).permutation(len(groups))
@@ -158,19 +183,10 @@ def leave_one_group_out(
                 pred = model.apply_edit(apply_rows, edit, populations=pops, **apply_options)
             scored[cand.name] = pred[:, cols]
         space = scoring_space(control, real)
-        real = space(real)
+        labels = None if populations is None else (populations[apply_rows], populations[real_rows])
         for name, pred in scored.items():
-            pred = space(pred)
-            records.append(dict(group=g, candidate=name, population="all",
-                                error=_energy(pred, real, rng)))
-            if populations is None:
-                continue
-            pop_pred, pop_real = populations[apply_rows], populations[real_rows]
-            for p in np.unique(pop_real):
-                sel_p, sel_r = pop_pred == p, pop_real == p
-                if min(sel_p.sum(), sel_r.sum()) >= MIN_POPULATION_ROW_CELLS:
-                    records.append(dict(group=g, candidate=name, population=str(p),
-                                        error=_energy(pred[sel_p], real[sel_r], rng)))
+            for population, error in errors(space(pred), space(real), labels, rng).items():
+                records.append(dict(group=g, candidate=name, population=population, error=error))
     table = pd.DataFrame(records)
     reference = table[table.candidate == "no change"].set_index(["group", "population"])["error"]
     table["no_change"] = reference.loc[list(zip(table.group, table.population))].to_numpy()
@@ -187,7 +203,7 @@ def model_columns(model) -> np.ndarray:
 def choose(table: pd.DataFrame) -> tuple[str, dict]:
     """The cheapest candidate whose mean skill over groups is within one standard error
     of the best one's (candidates are listed cheapest first)."""
-    overall = table[(table.population == "all") & (table.candidate != "no change")]
+    overall = group_skill(table)
     by = overall.groupby("candidate", sort=False)["skill"]
     mean, se = by.mean(), by.std(ddof=1) / np.sqrt(by.count())
     best = mean.idxmax()
@@ -197,6 +213,7 @@ def choose(table: pd.DataFrame) -> tuple[str, dict]:
     summary = {"chosen": chosen, "expected_skill": float(mean[chosen]),
                "expected_skill_se": float(se[chosen]),
                "expected_error": float(overall[overall.candidate == chosen]["error"].mean()),
+               "skill_over": "populations" if (table.population != "all").any() else "all cells",
                "next_best": runner_up,
                "next_best_skill": None if runner_up is None else float(mean[runner_up]),
                "n_groups": int(overall.group.nunique())}

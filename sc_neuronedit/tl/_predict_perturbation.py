@@ -73,9 +73,12 @@ def predict_perturbation(
         perturbed cells of one half of the groups. Error: energy distance to
         the group's real perturbed cells (in the features for panels of up
         to 60, else in a PCA-50 of the group's real cells); skill =
-        1 - error / the error of predicting no change. The choice is the
-        cheapest candidate within one standard error of the best mean skill.
-        Needs at least 3 training groups.
+        1 - error / the error of predicting no change; with ``population_key``,
+        the mean of the populations' skills, each population weighing the
+        same (over all cells, a response confined to a small population is
+        diluted by the large ones). The choice is the cheapest candidate
+        within one standard error of the best mean skill over groups. Needs
+        at least 3 training groups.
     balance
         Weigh every training group equally in the control and in the perturbed
         quantiles (default). Otherwise groups whose share changes with the
