@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-__all__ = ["KnotTables", "csr_linear", "edit_columns", "edited_residual", "knot_tables", "threads",
-           "transpose_into"]
+__all__ = ["KnotTables", "LevelTables", "csr_linear", "edit_columns", "edited_residual", "knot_tables",
+           "level_residual", "level_tables", "threads", "transpose_into"]
 
 #: Bins per feature of the lookup that finds a value's segment (see :func:`knot_tables`).
 N_BINS = 1024
@@ -115,6 +115,24 @@ def _knot_tables(xp, fp, first):
     return knots, lines, lo, scale
 
 
+@numba.njit(inline="always")
+def _segment(r, kn, ln, fj, lj, sj, n_bins):
+    """Segment of ``r`` (the number of knots at or below it) and its offset into it."""
+    b = _bin(r, lj, sj, n_bins)
+    a, c = fj[b], fj[b + 1]
+    # Knots <= r, counted from the lower bound; bins rarely hold more than two.
+    hi = a + (kn[a] <= r) + (kn[a + 1] <= r)
+    if c - a > 2:
+        while hi < c and kn[hi] <= r:
+            hi += 1
+    # Within segment hi, r - ln[hi, 0] lies in [0, width]; the clamp keeps the
+    # constant end segments constant at +-inf.
+    t = r - ln[hi, 0]
+    t = t if t > 0 else np.float32(0)
+    t = t if t < ln[hi, 1] else ln[hi, 1]
+    return hi, t
+
+
 @numba.njit(parallel=True, cache=True)
 def _edited_residual(xT, dT, eT, knots, lines, lo, scale, first):
     d, n = xT.shape
@@ -124,18 +142,7 @@ def _edited_residual(xT, dT, eT, knots, lines, lo, scale, first):
         kn, ln, fj, lj, sj = knots[j], lines[j], first[j], lo[j], scale[j]
         for i in range(n):
             r = xT[j, i] - dT[j, i]
-            b = _bin(r, lj, sj, n_bins)
-            a, c = fj[b], fj[b + 1]
-            # Knots <= r, counted from the lower bound; bins rarely hold more than two.
-            hi = a + (kn[a] <= r) + (kn[a + 1] <= r)
-            if c - a > 2:
-                while hi < c and kn[hi] <= r:
-                    hi += 1
-            # Within segment hi, r - ln[hi, 0] lies in [0, width]; the clamp keeps the
-            # constant end segments constant at +-inf.
-            t = r - ln[hi, 0]
-            t = t if t > 0 else np.float32(0)
-            t = t if t < ln[hi, 1] else ln[hi, 1]
+            hi, t = _segment(r, kn, ln, fj, lj, sj, n_bins)
             eT[j, i] += r + (ln[hi, 2] + ln[hi, 3] * t)
 
 
@@ -146,6 +153,85 @@ def edited_residual(xT: np.ndarray, dT: np.ndarray, eT: np.ndarray, tables: Knot
     reconstruction and the decoded edit.
     """
     _edited_residual(xT, dT, eT, tables.knots, tables.lines, tables.lo, tables.scale, tables.first)
+
+
+@dataclass
+class LevelTables:
+    """Tables of a level-conditional residual edit, for :func:`level_residual`.
+
+    ``search`` holds the source knots of feature ``j`` and bin ``b`` in row
+    ``j * K + b``, with the knot's index as the function's value (so a
+    segment's slope is one over its width). ``source_edges`` and
+    ``target_edges`` are ``(d, K - 1)``; ``target`` the ``(d, K, q)`` target knots.
+    """
+
+    source_edges: np.ndarray
+    target_edges: np.ndarray
+    search: KnotTables
+    target: np.ndarray
+
+
+def level_tables(source_edges: np.ndarray, target_edges: np.ndarray, source_knots: np.ndarray,
+                 target_knots: np.ndarray, n_bins: int = N_BINS) -> LevelTables:
+    """Tables for :func:`level_residual` from a ``LevelResidualEdit``'s arrays.
+
+    Parameters
+    ----------
+    source_edges, target_edges
+        ``(K - 1, d)`` bin edges.
+    source_knots, target_knots
+        ``(K, q, d)`` residual knots per bin.
+    n_bins
+        Lookup bins per feature and level bin (see :func:`knot_tables`).
+    """
+    k, q, d = source_knots.shape
+    xp = np.asarray(source_knots, dtype=np.float32).transpose(1, 2, 0).reshape(q, d * k)
+    index = np.broadcast_to(np.arange(q, dtype=np.float32)[:, None], xp.shape)
+    return LevelTables(
+        np.ascontiguousarray(np.asarray(source_edges, dtype=np.float32).T),
+        np.ascontiguousarray(np.asarray(target_edges, dtype=np.float32).T),
+        knot_tables(xp, index, n_bins=n_bins),
+        np.ascontiguousarray(np.asarray(target_knots, dtype=np.float32).transpose(2, 0, 1)),
+    )
+
+
+@numba.njit(parallel=True, cache=True)
+def _level_residual(xT, dT, eT, s_edges, t_edges, knots, lines, lo, scale, first, target):
+    d, n = xT.shape
+    n_edges, q = s_edges.shape[1], target.shape[2]
+    k = n_edges + 1
+    n_bins = first.shape[1] - 1
+    for j in numba.prange(d):
+        se, te, tg = s_edges[j], t_edges[j], target[j]
+        for i in range(n):
+            dv, ev = dT[j, i], eT[j, i]
+            r = xT[j, i] - dv
+            bs, bt = 0, 0
+            for m in range(n_edges):
+                bs += se[m] <= dv
+                bt += te[m] <= ev
+            row = j * k + bs
+            kn, ln = knots[row], lines[row]
+            hi, t = _segment(r, kn, ln, first[row], lo[row], scale[row], n_bins)
+            tt = tg[bt]
+            if hi == 0:
+                eT[j, i] = ev + r + (tt[0] - kn[0])
+            elif hi == q:
+                eT[j, i] = ev + r + (tt[q - 1] - kn[q - 1])
+            else:
+                f = ln[hi, 3] * t
+                eT[j, i] = ev + (tt[hi - 1] + f * (tt[hi] - tt[hi - 1]))
+
+
+def level_residual(xT: np.ndarray, dT: np.ndarray, eT: np.ndarray, tables: LevelTables) -> None:
+    """``eT += r'`` in place: the level-conditional edit of ``r = xT - dT``.
+
+    As :func:`edited_residual`, but the source bin of each value comes from
+    ``dT`` and the target bin from ``eT`` (read before it is overwritten).
+    """
+    s = tables.search
+    _level_residual(xT, dT, eT, tables.source_edges, tables.target_edges, s.knots, s.lines, s.lo,
+                    s.scale, s.first, tables.target)
 
 
 def edit_columns(values_t: np.ndarray, tables: KnotTables) -> np.ndarray:

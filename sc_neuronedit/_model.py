@@ -21,6 +21,7 @@ from . import _anndata as _ad
 from ._edit import QuantileEdit, fit_quantile_edit
 from ._matrix import contiguous, in_memory, is_backed, take_rows
 from ._predict import block_predictor
+from ._residual import LevelResidualEdit, fit_level_residual_edit
 from .nn import Autoencoder, TrainingHistory, train_autoencoder
 from .nn._distributed import all_reduce_sum, gather_rows, shard
 from .nn._training import iter_batches
@@ -28,6 +29,8 @@ from .nn._training import iter_batches
 DECODE_FORMS = ("edited_residual", "residual", "plain")
 #: Cells per side used for the per-feature quantiles of the residual edit.
 RESIDUAL_MAX_CELLS = 10_000
+#: Default level bins of the residual edit (``learn_edit(residual_bins=)``).
+RESIDUAL_BINS = 1
 _CONFIG = "config.json"
 _WEIGHTS = "weights.pt"
 _FORMAT_VERSION = 1
@@ -42,9 +45,10 @@ class Edit:
     neurons
         The quantile edit of the edited layer's neurons.
     residual
-        A quantile edit per feature of the reconstruction residual
-        ``x - decode(encode(x))``, from source to target cells (used by
-        ``decode="edited_residual"``), or ``None``.
+        The per-feature edit of the reconstruction residual
+        ``x - decode(encode(x))``, from source to target cells, conditioned on
+        the decoded level (used by ``decode="edited_residual"``), or ``None``.
+        A :class:`QuantileEdit` is taken as the pooled, one-bin edit.
 
     Examples
     --------
@@ -58,7 +62,11 @@ class Edit:
     """
 
     neurons: QuantileEdit
-    residual: QuantileEdit | None = None
+    residual: LevelResidualEdit | None = None
+
+    def __post_init__(self):
+        if isinstance(self.residual, QuantileEdit):
+            self.residual = LevelResidualEdit.from_pooled(self.residual)
 
 
 #: Rows read at once when training from a backed file: minibatches are shuffled
@@ -407,7 +415,7 @@ class NeuronEditor:
 
     def learn_edit(
         self, source, target, *, n_quantiles: int = 100, groupby=None, residual: bool = True,
-        random_state: int = 0,
+        residual_bins: int = RESIDUAL_BINS, random_state: int = 0,
     ) -> Edit:
         """Learn the per-neuron quantile edit from ``source`` to ``target`` cells.
 
@@ -426,6 +434,16 @@ class NeuronEditor:
             Also learn the per-feature edit of the reconstruction residual that
             ``decode="edited_residual"`` needs (on at most
             :data:`RESIDUAL_MAX_CELLS` cells per side, drawn with ``random_state``).
+        residual_bins
+            Level bins of the residual edit, per feature and side: a cell's
+            residual takes its quantile among the source residuals at its own
+            decoded level and the same quantile of the target residuals at its
+            edited level, so a gene that switches on heterogeneously gets its
+            spread. ``1`` pools all levels (the edit before this option). A
+            feature with a bin under
+            :data:`~sc_neuronedit._residual.MIN_BIN_CELLS` effective cells
+            falls back to the pooled edit. See
+            :func:`~sc_neuronedit._residual.fit_level_residual_edit`.
         random_state
             Seed for drawing those cells.
 
@@ -442,7 +460,7 @@ class NeuronEditor:
         >>> X[treated, :5] += 2.0  # the treatment raises features 0-4
         >>> model = sne.NeuronEditor(X, hidden=(32,), n_latent=8).train(max_epochs=5, progress=False)
         >>> edit = model.learn_edit(~treated, treated)
-        >>> edit.neurons.n_neurons, edit.residual.n_neurons
+        >>> edit.neurons.n_neurons, edit.residual.n_features
         (8, 20)
         """
         s_view, s_idx = self._cells(source, name="source")
@@ -470,18 +488,22 @@ class NeuronEditor:
             return np.sort(rng.choice(n, RESIDUAL_MAX_CELLS, replace=False))
 
         s_pick, t_pick = pick(len(s_idx)), pick(len(t_idx))
-        return Edit(neurons, fit_quantile_edit(
-            self._residual_rows(s_view, s_idx[s_pick]), self._residual_rows(t_view, t_idx[t_pick]),
-            n_quantiles=n_quantiles, source_weights=weight(s_w, s_pick),
+        return Edit(neurons, fit_level_residual_edit(
+            *self._residual_rows(s_view, s_idx[s_pick]), *self._residual_rows(t_view, t_idx[t_pick]),
+            n_bins=residual_bins, n_quantiles=n_quantiles, source_weights=weight(s_w, s_pick),
             target_weights=weight(t_w, t_pick),
         ))
 
     @torch.no_grad()
-    def _residual_rows(self, view, idx, batch_size: int = 1024) -> torch.Tensor:
+    def _residual_rows(self, view, idx, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+        """Residuals ``x - decode(z)`` and decoded values ``decode(z)`` of the cells."""
         net = self._require_trained()
-        out = [xb - net(xb) for xb in iter_batches(view, shard(idx), batch_size, self.device)]
-        local = torch.cat(out) if out else torch.empty(0, net.n_input, device=self.device)
-        return gather_rows(local).cpu()
+        res, dec = [], []
+        for xb in iter_batches(view, shard(idx), batch_size, self.device):
+            dec.append(net(xb))
+            res.append(xb - dec[-1])
+        empty = torch.empty(0, net.n_input, device=self.device)
+        return tuple(gather_rows(torch.cat(t) if t else empty).cpu() for t in (res, dec))
 
     @torch.no_grad()
     def apply_edit(
