@@ -6,7 +6,7 @@ import torch
 from .. import _anndata as _ad
 from .._edit import fit_quantile_edit
 from .._matrix import column_min, take_rows
-from .._model import RESIDUAL_MAX_CELLS
+from .._model import RESIDUAL_BINS, RESIDUAL_MAX_CELLS
 from ._checks import check_input
 from ._neuron_edit import trained_model
 from ._results import warn_outside, write_result
@@ -25,6 +25,7 @@ def batch_correct(
     key_added: str = "batch_corrected",
     inplace: bool = True,
     decode: str = "edited_residual",
+    residual_bins: int = RESIDUAL_BINS,
     calibrate: bool = False,
     keep_zeros: bool = True,
     n_quantiles: int = 100,
@@ -76,7 +77,7 @@ def batch_correct(
         zero count stays zero under the multiplicative intensity change that a
         batch effect is, but a decoder spreads the point mass at zero into a
         cloud, which inflates the spread of markers that most cells lack.
-    key_added, inplace, decode, n_quantiles
+    key_added, inplace, decode, residual_bins, n_quantiles
         As in :func:`neuron_edit`.
     max_epochs, model_kwargs, train_kwargs, device, random_state, progress
         As in :func:`neuron_edit`.
@@ -150,6 +151,7 @@ def batch_correct(
         cells = batches == b
         edit = model.learn_edit(reference & cells, goal, n_quantiles=n_quantiles,
                                 groupby=goal_groups, residual=decode == "edited_residual",
+                                residual_bins=residual_bins,
                                 random_state=random_state)
         out = model.apply_edit(cells, edit, decode=decode)
         if calibrate:
@@ -174,7 +176,7 @@ def batch_correct(
                    "reference_value": str(reference_value), "reference_batch": reference_batch,
                    "layer": layer, "decode": decode, "calibrate": calibrate,
                    "keep_zeros": keep_zeros, "n_quantiles": n_quantiles,
-                   "n_features": model.n_features, **model.config,
+                   "residual_bins": residual_bins, "n_features": model.n_features, **model.config,
                    "edit_layer": model.edit_layer, "train": model.train_params},
         "history": model.history.to_dict(),
         "batches": per_batch,

@@ -10,7 +10,7 @@ from scipy import stats
 
 from .. import _anndata as _ad
 from .._matrix import take_rows
-from .._model import NeuronEditor
+from .._model import RESIDUAL_BINS, NeuronEditor
 from .._synergy import bliss_excess, subsampled_energy, synergy_table
 from ._checks import check_input, check_min_cells
 from ._neuron_edit import trained_model
@@ -34,6 +34,7 @@ def predict_combination(
     n_resamples: int = 100,
     bliss_quantile: float = 0.95,
     decode: str = "edited_residual",
+    residual_bins: int = RESIDUAL_BINS,
     n_quantiles: int = 100,
     max_epochs: int | None = None,
     model: NeuronEditor | None = None,
@@ -72,7 +73,7 @@ def predict_combination(
         ``obs[f"{key_added}_route"]`` and ``uns[key_added]``.
     n_resamples, bliss_quantile
         As in :func:`synergy` (used only with ``combination``).
-    decode, n_quantiles, max_epochs, model
+    decode, residual_bins, n_quantiles, max_epochs, model
         As in :func:`neuron_edit`.
     model_kwargs, train_kwargs, device, random_state, progress
         As in :func:`neuron_edit`.
@@ -104,7 +105,7 @@ def predict_combination(
     pairs = {combination or f"{drug_a}+{drug_b}": (drug_a, drug_b)}
     run = _Run(adata, condition_key, control=control, pairs=pairs, measured=combination is not None,
                layer=layer, mask_var=mask_var, key_added=key_added, decode=decode,
-               n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
+               residual_bins=residual_bins, n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
                model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
                random_state=random_state, progress=progress)
     (name,) = pairs
@@ -137,6 +138,7 @@ def synergy(
     n_resamples: int = 100,
     bliss_quantile: float = 0.95,
     decode: str = "edited_residual",
+    residual_bins: int = RESIDUAL_BINS,
     n_quantiles: int = 100,
     max_epochs: int | None = None,
     model: NeuronEditor | None = None,
@@ -198,7 +200,7 @@ def synergy(
         reused; each rerun relearns the edits).
     bliss_quantile
         Control quantile that defines a responding cell.
-    layer, mask_var, key_added, decode, n_quantiles
+    layer, mask_var, key_added, decode, residual_bins, n_quantiles
         As in :func:`predict_combination`.
     max_epochs, model, model_kwargs, train_kwargs, device, random_state, progress
         As in :func:`predict_combination`.
@@ -229,7 +231,7 @@ def synergy(
         raise ValueError('combinations must be a non-empty mapping {"A+B": ("A", "B"), ...}.')
     run = _Run(adata, condition_key, control=control, pairs=dict(combinations), measured=True,
                layer=layer, mask_var=mask_var, key_added=key_added, decode=decode,
-               n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
+               residual_bins=residual_bins, n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
                model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
                random_state=random_state, progress=progress, writes="uns")
     uns = run.uns()
@@ -245,7 +247,7 @@ class _Run:
 
     def __init__(self, adata, condition_key, *, control, pairs, measured, layer, mask_var,
                  key_added, decode, n_quantiles, model, max_epochs, model_kwargs, train_kwargs,
-                 device, random_state, progress, writes="all"):
+                 device, random_state, progress, writes="all", residual_bins=RESIDUAL_BINS):
         from scanpy import logging as logg
 
         self.X = check_input(adata, layer=layer, key_added=key_added, writes=writes, stacklevel=4)
@@ -269,6 +271,7 @@ class _Run:
         self.adata, self.pairs, self.control = adata, pairs, control
         self.condition_key, self.layer, self.decode = condition_key, layer, decode
         self.n_quantiles, self.random_state = n_quantiles, random_state
+        self.residual_bins = residual_bins
         features = _ad.resolve_mask_var(adata, mask_var)
         self.features = np.ones(adata.n_vars, bool) if features is None else features
         self.start = logg.info(f"neuron editing of {len(pairs)} drug combination(s)")
@@ -299,6 +302,7 @@ class _Run:
         edit = self.model.learn_edit(self.rows(self.control, pick[self.control]),
                                      self.rows(drug, pick[drug]), n_quantiles=self.n_quantiles,
                                      residual=self.decode == "edited_residual",
+                                     residual_bins=self.residual_bins,
                                      random_state=self.random_state)
         return edit, self.model.apply_edit(self.rows(cells_of, pick[cells_of]), edit,
                                            decode=self.decode)
@@ -397,7 +401,8 @@ class _Run:
             "params": {"condition_key": self.condition_key, "control": self.control,
                        "combinations": {k: list(v) for k, v in self.pairs.items()},
                        "layer": self.layer, "decode": self.decode,
-                       "n_quantiles": self.n_quantiles, "n_features": m.n_features, **m.config,
+                       "n_quantiles": self.n_quantiles, "residual_bins": self.residual_bins,
+                       "n_features": m.n_features, **m.config,
                        "edit_layer": m.edit_layer, "train": m.train_params},
             "history": m.history.to_dict(),
         }

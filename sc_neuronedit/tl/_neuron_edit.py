@@ -5,7 +5,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import _anndata as _ad
-from .._model import NeuronEditor
+from .._model import RESIDUAL_BINS, NeuronEditor
 from ._checks import MIN_EDIT_CELLS, check_input, check_min_cells
 from ._results import warn_outside, write_result
 
@@ -30,6 +30,7 @@ def neuron_edit(
     key_added: str = "neuron_edit",
     inplace: bool = True,
     decode: str = "edited_residual",
+    residual_bins: int = RESIDUAL_BINS,
     n_quantiles: int = 100,
     max_epochs: int | None = None,
     model: NeuronEditor | None = None,
@@ -76,6 +77,9 @@ def neuron_edit(
     decode
         ``"edited_residual"`` (default), ``"residual"`` or ``"plain"``; see
         :meth:`NeuronEditor.apply_edit`.
+    residual_bins
+        Level bins of the residual edit (``decode="edited_residual"``); see
+        :meth:`NeuronEditor.learn_edit`.
     n_quantiles
         Knots of the per-neuron edit.
     max_epochs
@@ -134,7 +138,7 @@ def neuron_edit(
     rows, values, uns, start = edit_cells(
         adata, masks["source"], masks["target"], masks["apply_to"],
         train_mask=train_mask, layer=layer, mask_var=mask_var, groupby=groupby, decode=decode,
-        n_quantiles=n_quantiles, max_epochs=max_epochs, model=model,
+        residual_bins=residual_bins, n_quantiles=n_quantiles, max_epochs=max_epochs, model=model,
         model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
         random_state=random_state, progress=progress,
     )
@@ -161,7 +165,7 @@ def trained_model(adata, *, cells, layer, mask_var, max_epochs, model_kwargs, tr
 def edit_cells(
     adata, source_mask, target_mask, apply_mask, *, train_mask, layer, mask_var, groupby,
     decode, n_quantiles, max_epochs, model, model_kwargs, train_kwargs, device, random_state,
-    progress,
+    progress, residual_bins=RESIDUAL_BINS,
 ):
     """Train (unless ``model`` is given), learn the edit, apply it; write nothing.
 
@@ -186,7 +190,8 @@ def edit_cells(
         raise ValueError("model was built on another AnnData; load it onto this one with "
                          "NeuronEditor.load(path, adata).")
     edit = model.learn_edit(source_mask, target_mask, n_quantiles=n_quantiles, groupby=groupby,
-                            residual=decode == "edited_residual", random_state=random_state)
+                            residual=decode == "edited_residual", residual_bins=residual_bins,
+                            random_state=random_state)
     values = model.apply_edit(apply_mask, edit, decode=decode)
     stats = model.edit_statistics(apply_mask, edit)
     outside = float(stats["outside_fraction"].mean())
@@ -194,6 +199,7 @@ def edit_cells(
     uns = {
         "params": {
             "layer": layer, "groupby": groupby, "decode": decode, "n_quantiles": n_quantiles,
+            "residual_bins": residual_bins,
             "n_features": model.n_features, **model.config, "edit_layer": model.edit_layer,
             "train": model.train_params,
         },

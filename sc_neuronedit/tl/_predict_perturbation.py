@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _anndata as _ad
-from .._model import NeuronEditor
+from .._model import RESIDUAL_BINS, NeuronEditor
 from ._checks import check_input
 from ._neuron_edit import edit_cells
 from ._results import write_result
@@ -23,6 +23,7 @@ def predict_perturbation(
     key_added: str = "predicted_perturbation",
     inplace: bool = True,
     decode: str = "edited_residual",
+    residual_bins: int = RESIDUAL_BINS,
     n_quantiles: int = 100,
     max_epochs: int | None = None,
     model: NeuronEditor | None = None,
@@ -65,7 +66,9 @@ def predict_perturbation(
         Write into ``adata`` (default) or return a new AnnData of the
         predicted cells (``obs[condition_key]`` set to ``f"{perturbed} (predicted)"``),
         ready to concatenate with observed cells.
-    decode, n_quantiles, max_epochs, model, model_kwargs, train_kwargs, device, random_state, progress
+    decode, residual_bins, n_quantiles, max_epochs, model
+        As in :func:`neuron_edit`.
+    model_kwargs, train_kwargs, device, random_state, progress
         As in :func:`neuron_edit`.
 
     Returns
@@ -111,7 +114,7 @@ def predict_perturbation(
         adata, learn & control_mask, learn & perturbed_mask, apply_mask,
         train_mask=~(held_out & perturbed_mask), layer=layer, mask_var=mask_var,
         groupby=groupby if balance else None, decode=decode, n_quantiles=n_quantiles,
-        max_epochs=max_epochs, model=model, model_kwargs=model_kwargs,
+        residual_bins=residual_bins, max_epochs=max_epochs, model=model, model_kwargs=model_kwargs,
         train_kwargs=train_kwargs, device=device, random_state=random_state, progress=progress,
     )
     uns["params"].update(
