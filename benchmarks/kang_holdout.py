@@ -55,7 +55,7 @@ def predictions(adata, model, T, seed, residual_bins=()):
     )
     out[DEFAULT] = np.asarray(pred.X)
     default_decode = pred.uns["predicted_perturbation"]["params"]["decode"]
-    edit = model.learn_edit(src, tgt, groupby=GROUP)
+    edit = model.learn_edit(src, tgt, groupby=GROUP, residual=False)  # the other forms need none
     for form in sne.NeuronEditor.decode_forms:
         if form != default_decode:
             out[f"neuron edit ({form} decode)"] = model.apply_edit(ctrl_T, edit, decode=form)
