@@ -529,9 +529,12 @@ class NeuronEditor:
             ``"edited_residual"`` (default)
                 ``decode(z') + edit_r(r)``: the residual is edited too, per
                 feature, by the quantile edit learned from the source to the
-                target residuals. It carries a change of noise (e.g. genes that
-                switch on heterogeneously) that no decoder of a smooth latent
-                space can produce.
+                target residuals, within level bins (``residual_bins`` of
+                :meth:`learn_edit`): ranked among source residuals at the
+                cell's decoded level ``decode(z)``, mapped onto target
+                residuals at its edited level ``decode(z')``. It carries a
+                change of noise (e.g. genes that switch on heterogeneously)
+                that no decoder of a smooth latent space can produce.
             ``"residual"``
                 ``x + decode(z') - decode(z)``: the decoder's change added to
                 the cell's own values; reconstruction error cancels.
