@@ -214,7 +214,7 @@ def level_tables(source_edges: np.ndarray, target_edges: np.ndarray, source_knot
 LEVEL_BLOCK = 2048
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, error_model="numpy")
 def _level_residual(xT, dT, eT, s_edges, t_edges, knots, lo, scale, first, target):
     d, n = xT.shape
     n_edges, q = s_edges.shape[1], target.shape[2]
