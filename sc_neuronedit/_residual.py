@@ -214,10 +214,17 @@ def fit_level_residual_edit(
                              f"{tuple(res.shape)} must have the same shape.")
         if not torch.isfinite(dec).all():
             raise ValueError(f"The {name} decoded values contain NaN or inf.")
-    pooled = fit_quantile_edit(source_residuals, target_residuals, n_quantiles=n_quantiles,
-                               source_weights=source_weights, target_weights=target_weights)
+
+    def pooled(cols=slice(None)):
+        return fit_quantile_edit(source_residuals[:, cols], target_residuals[:, cols],
+                                 n_quantiles=n_quantiles, source_weights=source_weights,
+                                 target_weights=target_weights)
+
     if n_bins == 1:
-        return LevelResidualEdit.from_pooled(pooled)
+        return LevelResidualEdit.from_pooled(pooled())
+    for name, res in (("source", source_residuals), ("target", target_residuals)):
+        if not torch.isfinite(res).all():
+            raise ValueError(f"The {name} residuals contain NaN or inf.")
     probs = torch.linspace(0.0, 1.0, n_quantiles, dtype=torch.float64)
     sides = []
     for res, dec, w in ((source_residuals, source_decoded, source_weights),
@@ -230,9 +237,11 @@ def fit_level_residual_edit(
         sides.append((edges, knots, ess))
     (s_edges, s_knots, s_ess), (t_edges, t_knots, t_ess) = sides
     small = (s_ess < min_cells).any(dim=0) | (t_ess < min_cells).any(dim=0)
+    if small.any():  # the pooled edit of those features only: it costs a sort of its own
+        fallback = pooled(small.to(source_residuals.device))
+        s_knots[:, :, small] = fallback.source_knots.cpu().double()
+        t_knots[:, :, small] = fallback.target_knots.cpu().double()
     dtype, device = source_residuals.dtype, source_residuals.device
-    s_knots = torch.where(small, pooled.source_knots.cpu().double(), s_knots)
-    t_knots = torch.where(small, pooled.target_knots.cpu().double(), t_knots)
     return LevelResidualEdit(
         s_edges.to(device, dtype), t_edges.to(device, dtype), s_knots.to(device, dtype),
         t_knots.to(device, dtype), small.to(device))
