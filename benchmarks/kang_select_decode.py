@@ -9,7 +9,14 @@ Forms are ranked per U and metric; the best mean rank is T's choice. The
 autoencoder for the pair {T, U} serves both (T outer, U inner) and (U outer,
 T inner), so 21 trainings cover all 7 outer folds.
 
+With ``--residual-bins``, ``edited_residual`` enters once per bin count of
+the level-conditional residual edit (``learn_edit(residual_bins=)``), ranked
+with the other forms; each outer type also gets the bin count that ranks best
+among them, with the same leak-free rule.
+
     python benchmarks/kang_select_decode.py --seed 0
+    python benchmarks/kang_select_decode.py --seed 0 --residual-bins 1 3 5 10 20 \
+        --out benchmarks/results/kang_select_bins.md
 
 Prints the choice per outer type and writes benchmarks/results/kang_select_decode.md.
 """
@@ -42,7 +49,16 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "kang_select_decode.md"))
+    p.add_argument("--residual-bins", nargs="*", type=int, default=None,
+                   help="bin counts of the edited_residual form to rank (default: the package's)")
     args = p.parse_args()
+    bins = args.residual_bins or [None]
+    candidates = [(form, k) for form in sne.NeuronEditor.decode_forms
+                  for k in (bins if form == "edited_residual" else [None])]
+
+    def label(form, k):
+        return form if k is None else f"{form} (bins={k})"
+
     adata = sne.datasets.kang()
     ct, cond = adata.obs[GROUP].to_numpy(), adata.obs[COND].to_numpy()
     types = list(adata.obs[GROUP].cat.categories)
@@ -54,14 +70,15 @@ def main():
         model = sne.NeuronEditor(adata).train(cells=~(pair & (cond == STIM)),
                                               random_state=args.seed, progress=False)
         learn = ~pair
-        edit = model.learn_edit(learn & (cond == CTRL), learn & (cond == STIM), groupby=GROUP)
+        edits = {k: model.learn_edit(learn & (cond == CTRL), learn & (cond == STIM), groupby=GROUP,
+                                     **({} if k is None else {"residual_bins": k})) for k in bins}
         for outer, inner in ((T, U), (U, T)):
             ctrl, real = (ct == inner) & (cond == CTRL), (ct == inner) & (cond == STIM)
-            for form in sne.NeuronEditor.decode_forms:
-                P = model.apply_edit(ctrl, edit, decode=form)
+            for form, k in candidates:
+                P = model.apply_edit(ctrl, edits[k if form == "edited_residual" else bins[0]], decode=form)
                 e, _ = metrics.pca_energy_distance(P, adata.X[real], adata.X[ctrl])
                 rows.append(dict(
-                    outer=outer, inner=inner, decode=form, energy=e,
+                    outer=outer, inner=inner, decode=label(form, k), energy=e,
                     r2_deg=metrics.r2_means(P, adata.X[real], degs[inner]),
                     r2_var_deg=metrics.r2_variances(P, adata.X[real], degs[inner]),
                     R2_change=metrics.r2_change(P, adata.X[real], adata.X[ctrl]),
@@ -73,6 +90,8 @@ def main():
     df["mean_rank"] = df[[f"rank_{c}" for c in RANKED]].mean(axis=1)
     per_outer = df.groupby(["outer", "decode"])["mean_rank"].mean().unstack()
     choice = per_outer.idxmin(axis=1)
+    binned = [label("edited_residual", k) for k in bins]
+    bin_choice = per_outer[binned].idxmin(axis=1)  # first of ties: the fewest bins
     inner_means = df.groupby("decode")[list(RANKED)].mean()
     text = "\n".join([
         "# Decode form chosen by nested leave-one-type-out (Kang)",
@@ -86,6 +105,8 @@ def main():
         "",
         "Choice per outer type: " + ", ".join(f"{t}: {c}" for t, c in choice.items()),
         "",
+        *(["Bin count per outer type (edited_residual candidates only): "
+           + ", ".join(f"{t}: {c}" for t, c in bin_choice.items()), ""] if len(bins) > 1 else []),
         "Inner-fold metrics, mean over all (outer, inner) pairs:",
         "",
         markdown(inner_means),

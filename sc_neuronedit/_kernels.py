@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-__all__ = ["KnotTables", "csr_linear", "edit_columns", "edited_residual", "knot_tables", "threads",
-           "transpose_into"]
+__all__ = ["KnotTables", "LevelTables", "csr_linear", "edit_columns", "edited_residual", "knot_tables",
+           "level_residual", "level_tables", "threads", "transpose_into"]
 
 #: Bins per feature of the lookup that finds a value's segment (see :func:`knot_tables`).
 N_BINS = 1024
@@ -45,9 +45,10 @@ class KnotTables:
     """Per-feature tables of piecewise-linear functions, for :func:`edited_residual`.
 
     ``knots`` is ``(d, k + 2)``: the knots, padded with two ``inf``. ``lines``
-    is ``(d, k + 1, 4)``: per segment its first knot, width, value at the first
-    knot and slope; segment ``s`` holds the values with ``s`` knots at or below
-    them, so the first and last segments hold the end values constant.
+    is ``(d, k + 1, 4)`` (``(d, 0, 4)`` when built without lines): per segment
+    its first knot, width, value at the first knot and slope; segment ``s``
+    holds the values with ``s`` knots at or below them, so the first and last
+    segments hold the end values constant.
     ``first[j, b]`` counts the knots of feature ``j`` in bins below ``b``;
     ``lo`` and ``scale`` map a value to its bin.
     """
@@ -59,7 +60,7 @@ class KnotTables:
     first: np.ndarray
 
 
-def knot_tables(xp: np.ndarray, fp: np.ndarray, n_bins: int = N_BINS) -> KnotTables:
+def knot_tables(xp: np.ndarray, fp: np.ndarray, n_bins: int = N_BINS, *, lines: bool = True) -> KnotTables:
     """Tables for evaluating ``np.interp(x, xp[:, j], fp[:, j])`` per feature ``j``.
 
     Parameters
@@ -71,6 +72,9 @@ def knot_tables(xp: np.ndarray, fp: np.ndarray, n_bins: int = N_BINS) -> KnotTab
     n_bins
         Bins over each feature's range between its second and second-to-last
         knot (the outermost knots are a sample's extremes, often far out).
+    lines
+        Build the per-segment lines (``False``: the knots and their lookup only,
+        for a search without the function, as :func:`level_residual` does).
     """
     xp = np.ascontiguousarray(np.asarray(xp, dtype=np.float32).T)
     fp = np.ascontiguousarray(np.asarray(fp, dtype=np.float32).T)
@@ -78,29 +82,30 @@ def knot_tables(xp: np.ndarray, fp: np.ndarray, n_bins: int = N_BINS) -> KnotTab
         raise ValueError(f"xp and fp must both be (k >= 2, d), got {xp.shape[::-1]} and {fp.shape[::-1]}.")
     # int16 counts where the knots allow: the smaller table makes the kernel ~15 % faster.
     first = np.zeros((xp.shape[0], n_bins + 1), dtype=np.int16 if xp.shape[1] < 2**15 else np.int32)
-    return KnotTables(*_knot_tables(xp, fp, first), first)
+    return KnotTables(*_knot_tables(xp, fp, first, lines), first)
 
 
 @numba.njit(cache=True)
-def _knot_tables(xp, fp, first):
+def _knot_tables(xp, fp, first, with_lines):
     d, k = xp.shape
     n_bins = first.shape[1] - 1
     knots = np.full((d, k + 2), np.inf, dtype=np.float32)
     knots[:, :k] = xp
-    lines = np.zeros((d, k + 1, 4), dtype=np.float32)
+    lines = np.zeros((d, k + 1 if with_lines else 0, 4), dtype=np.float32)
     lo = np.zeros(d, dtype=np.float32)
     scale = np.zeros(d, dtype=np.float32)
     inner = 1 if k >= 4 else 0
     for j in range(d):
-        lines[j, 0, 0], lines[j, 0, 2] = xp[j, 0], fp[j, 0]
-        lines[j, k, 0], lines[j, k, 2] = xp[j, k - 1], fp[j, k - 1]
-        for s in range(1, k):
+        for s in range(1, k if with_lines else 0):
             width = xp[j, s] - xp[j, s - 1]
             lines[j, s, 0] = xp[j, s - 1]
             lines[j, s, 1] = width
             lines[j, s, 2] = fp[j, s - 1]
             if width > 0:
                 lines[j, s, 3] = (fp[j, s] - fp[j, s - 1]) / width
+        if with_lines:
+            lines[j, 0, 0], lines[j, 0, 2] = xp[j, 0], fp[j, 0]
+            lines[j, k, 0], lines[j, k, 2] = xp[j, k - 1], fp[j, k - 1]
         a, b = xp[j, inner], xp[j, k - 1 - inner]
         lo[j] = a
         if b > a:
@@ -115,6 +120,31 @@ def _knot_tables(xp, fp, first):
     return knots, lines, lo, scale
 
 
+@numba.njit(inline="always")
+def _at_or_below(r, kn, fj, lj, sj, n_bins):
+    """The number of knots at or below ``r``: the segment it lies in."""
+    b = _bin(r, lj, sj, n_bins)
+    a, c = fj[b], fj[b + 1]
+    # Knots <= r, counted from the lower bound; bins rarely hold more than two.
+    hi = a + (kn[a] <= r) + (kn[a + 1] <= r)
+    if c - a > 2:
+        while hi < c and kn[hi] <= r:
+            hi += 1
+    return hi
+
+
+@numba.njit(inline="always")
+def _segment(r, kn, ln, fj, lj, sj, n_bins):
+    """Segment of ``r`` (the number of knots at or below it) and its offset into it."""
+    hi = _at_or_below(r, kn, fj, lj, sj, n_bins)
+    # Within segment hi, r - ln[hi, 0] lies in [0, width]; the clamp keeps the
+    # constant end segments constant at +-inf.
+    t = r - ln[hi, 0]
+    t = t if t > 0 else np.float32(0)
+    t = t if t < ln[hi, 1] else ln[hi, 1]
+    return hi, t
+
+
 @numba.njit(parallel=True, cache=True)
 def _edited_residual(xT, dT, eT, knots, lines, lo, scale, first):
     d, n = xT.shape
@@ -124,18 +154,7 @@ def _edited_residual(xT, dT, eT, knots, lines, lo, scale, first):
         kn, ln, fj, lj, sj = knots[j], lines[j], first[j], lo[j], scale[j]
         for i in range(n):
             r = xT[j, i] - dT[j, i]
-            b = _bin(r, lj, sj, n_bins)
-            a, c = fj[b], fj[b + 1]
-            # Knots <= r, counted from the lower bound; bins rarely hold more than two.
-            hi = a + (kn[a] <= r) + (kn[a + 1] <= r)
-            if c - a > 2:
-                while hi < c and kn[hi] <= r:
-                    hi += 1
-            # Within segment hi, r - ln[hi, 0] lies in [0, width]; the clamp keeps the
-            # constant end segments constant at +-inf.
-            t = r - ln[hi, 0]
-            t = t if t > 0 else np.float32(0)
-            t = t if t < ln[hi, 1] else ln[hi, 1]
+            hi, t = _segment(r, kn, ln, fj, lj, sj, n_bins)
             eT[j, i] += r + (ln[hi, 2] + ln[hi, 3] * t)
 
 
@@ -146,6 +165,105 @@ def edited_residual(xT: np.ndarray, dT: np.ndarray, eT: np.ndarray, tables: Knot
     reconstruction and the decoded edit.
     """
     _edited_residual(xT, dT, eT, tables.knots, tables.lines, tables.lo, tables.scale, tables.first)
+
+
+@dataclass
+class LevelTables:
+    """Tables of a level-conditional residual edit, for :func:`level_residual`.
+
+    ``search`` holds the source knots of feature ``j`` and bin ``b`` in row
+    ``j * K + b`` (only its knots and lookup are used). ``source_edges`` and
+    ``target_edges`` are ``(d, K - 1)``; ``target`` the ``(d, K, q)`` target knots.
+    """
+
+    source_edges: np.ndarray
+    target_edges: np.ndarray
+    search: KnotTables
+    target: np.ndarray
+
+
+#: Lookup bins per feature and level bin: fewer than :data:`N_BINS`, so that a feature's
+#: tables for all its level bins stay in L1 cache together.
+LEVEL_LOOKUP_BINS = 256
+
+
+def level_tables(source_edges: np.ndarray, target_edges: np.ndarray, source_knots: np.ndarray,
+                 target_knots: np.ndarray, n_bins: int = LEVEL_LOOKUP_BINS) -> LevelTables:
+    """Tables for :func:`level_residual` from a ``LevelResidualEdit``'s arrays.
+
+    Parameters
+    ----------
+    source_edges, target_edges
+        ``(K - 1, d)`` bin edges.
+    source_knots, target_knots
+        ``(K, q, d)`` residual knots per bin.
+    n_bins
+        Lookup bins per feature and level bin (see :func:`knot_tables`).
+    """
+    k, q, d = source_knots.shape
+    xp = np.asarray(source_knots, dtype=np.float32).transpose(1, 2, 0).reshape(q, d * k)
+    return LevelTables(
+        np.ascontiguousarray(np.asarray(source_edges, dtype=np.float32).T),
+        np.ascontiguousarray(np.asarray(target_edges, dtype=np.float32).T),
+        knot_tables(xp, xp, n_bins=n_bins, lines=False),
+        np.ascontiguousarray(np.asarray(target_knots, dtype=np.float32).transpose(2, 0, 1)),
+    )
+
+
+#: Values per feature whose bins are counted at once by :func:`_level_residual`.
+LEVEL_BLOCK = 2048
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _level_residual(xT, dT, eT, s_edges, t_edges, knots, lo, scale, first, target):
+    d, n = xT.shape
+    n_edges, q = s_edges.shape[1], target.shape[2]
+    k = n_edges + 1
+    n_bins = first.shape[1] - 1
+    for j in numba.prange(d):
+        se, te, tg = s_edges[j], t_edges[j], target[j]
+        s_bin = np.empty(LEVEL_BLOCK, np.int32)
+        t_bin = np.empty(LEVEL_BLOCK, np.int32)
+        for i0 in range(0, n, LEVEL_BLOCK):
+            m = min(LEVEL_BLOCK, n - i0)
+            dj, ej = dT[j, i0 : i0 + m], eT[j, i0 : i0 + m]
+            # Bins first, one edge at a time over a block of values: these loops
+            # vectorise, where counting edges per value did not (it doubled the time).
+            s_bin[:m] = 0
+            t_bin[:m] = 0
+            for a in range(n_edges):
+                sa, ta = se[a], te[a]
+                for i in range(m):
+                    s_bin[i] += sa <= dj[i]
+                    t_bin[i] += ta <= ej[i]
+            for i in range(m):
+                dv, ev = dj[i], ej[i]
+                r = xT[j, i0 + i] - dv
+                row = j * k + s_bin[i]
+                kn = knots[row]
+                hi = _at_or_below(r, kn, first[row], lo[row], scale[row], n_bins)
+                tt = tg[t_bin[i]]
+                if hi == 0:
+                    ej[i] = ev + r + (tt[0] - kn[0])
+                elif hi == q:
+                    ej[i] = ev + r + (tt[q - 1] - kn[q - 1])
+                else:
+                    # kn[hi - 1] <= r < kn[hi]: a segment of positive width. Dividing
+                    # here instead of reading a slope table keeps the tables of all
+                    # of a feature's bins in L1 cache.
+                    f = (r - kn[hi - 1]) / (kn[hi] - kn[hi - 1])
+                    ej[i] = ev + (tt[hi - 1] + f * (tt[hi] - tt[hi - 1]))
+
+
+def level_residual(xT: np.ndarray, dT: np.ndarray, eT: np.ndarray, tables: LevelTables) -> None:
+    """``eT += r'`` in place: the level-conditional edit of ``r = xT - dT``.
+
+    As :func:`edited_residual`, but the source bin of each value comes from
+    ``dT`` and the target bin from ``eT`` (read before it is overwritten).
+    """
+    s = tables.search
+    _level_residual(xT, dT, eT, tables.source_edges, tables.target_edges, s.knots, s.lo, s.scale,
+                    s.first, tables.target)
 
 
 def edit_columns(values_t: np.ndarray, tables: KnotTables) -> np.ndarray:

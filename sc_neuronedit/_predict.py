@@ -21,6 +21,7 @@ from scipy import sparse
 from . import _kernels
 from ._edit import QuantileEdit
 from ._matrix import dense
+from ._residual import LevelResidualEdit
 from .nn import Autoencoder
 
 #: Up to this share of non-zeros, a sparse block enters the first layer sparse;
@@ -40,7 +41,8 @@ class TorchBlocks:
     neurons
         The neuron edit.
     residual
-        The per-feature residual edit, or ``None`` unless ``decode="edited_residual"``.
+        The per-feature residual edit (conditioned on the decoded level), or
+        ``None`` unless ``decode="edited_residual"``.
     decode
         One of ``"edited_residual"``, ``"residual"``, ``"plain"``.
     cols
@@ -48,7 +50,7 @@ class TorchBlocks:
     """
 
     def __init__(self, net: Autoencoder, layer: int, neurons: QuantileEdit,
-                 residual: QuantileEdit | None, decode: str, cols: np.ndarray | None):
+                 residual: LevelResidualEdit | None, decode: str, cols: np.ndarray | None):
         self.net, self.layer, self.decode, self.cols = net, layer, decode, cols
         self.device = net.center.device
         self.neurons = neurons.to(self.device)
@@ -66,9 +68,11 @@ class TorchBlocks:
         if self.decode == "residual":
             edited += x - net.decode(z, layer)
         elif self.decode == "edited_residual":
-            r = x - net.decode(z, layer)
+            decoded = net.decode(z, layer)
+            r = x - decoded
+            shift = self.residual.shift(r, decoded, edited)  # the target bin needs decode(z') alone
             edited += r
-            edited += self.residual.shift(r)
+            edited += shift
         self._write(out, edited.cpu().numpy())
 
     def _write(self, out: np.ndarray, values: np.ndarray) -> None:
@@ -84,11 +88,12 @@ class CpuBlocks(TorchBlocks):
     The first layer sees ``(x - center) / scale`` and the output is
     ``y * scale + center``; both are folded into the weights (in float64), so
     a block costs matrix products and nothing else full-size but the residual
-    edit, which runs feature-major through :func:`_kernels.edited_residual`.
+    edit, which runs feature-major through :func:`_kernels.edited_residual`
+    (one level bin) or :func:`_kernels.level_residual`.
     """
 
     def __init__(self, net: Autoencoder, layer: int, neurons: QuantileEdit,
-                 residual: QuantileEdit | None, decode: str, cols: np.ndarray | None):
+                 residual: LevelResidualEdit | None, decode: str, cols: np.ndarray | None):
         super().__init__(net, layer, neurons, residual, decode, cols)
         first, last = net.layers[0], net.layers[-1]
         center, scale = net.center.double(), net.scale.double()
@@ -98,7 +103,7 @@ class CpuBlocks(TorchBlocks):
         self.w_out = (last.weight.double() * scale[:, None]).float()
         self.b_out = (last.bias.double() * scale + center).float()
         self.neuron_tables = _tables(neurons)
-        self.tables = None if residual is None else _tables(residual)
+        self.tables = None if residual is None else _residual_tables(residual)
 
     @torch.no_grad()
     def __call__(self, block, out: np.ndarray) -> None:
@@ -168,7 +173,10 @@ class CpuBlocks(TorchBlocks):
             else:
                 x_t = np.empty_like(d_t)
                 _kernels.transpose_into(np.asarray(x, dtype=np.float32), x_t)
-            _kernels.edited_residual(x_t, d_t, e_t, self.tables)
+            if isinstance(self.tables, _kernels.LevelTables):
+                _kernels.level_residual(x_t, d_t, e_t, self.tables)
+            else:
+                _kernels.edited_residual(x_t, d_t, e_t, self.tables)
         with _stage("write"):
             if self.cols is None:
                 _kernels.transpose_into(e_t, out)
@@ -206,12 +214,20 @@ def _tables(edit: QuantileEdit) -> _kernels.KnotTables:
     return _kernels.knot_tables(source.numpy(), (edit.target_knots.cpu() - source).numpy())
 
 
+def _residual_tables(edit: LevelResidualEdit):
+    """One bin: the pooled edit's tables, the kernel of the unconditioned edit."""
+    if edit.n_bins == 1:
+        return _tables(edit.pooled_edit())
+    return _kernels.level_tables(*(getattr(edit, f).cpu().numpy() for f in (
+        "source_edges", "target_edges", "source_knots", "target_knots")))
+
+
 def _density(block) -> float:
     return block.nnz / max(1, block.shape[0] * block.shape[1])
 
 
 def block_predictor(net: Autoencoder, layer: int, neurons: QuantileEdit,
-                    residual: QuantileEdit | None, decode: str, cols: np.ndarray | None):
+                    residual: LevelResidualEdit | None, decode: str, cols: np.ndarray | None):
     """The fastest implementation for the network's device."""
     # The CPU path folds the autoencoder's first and last layers; the input layer has none.
     fast = net.center.device.type == "cpu" and isinstance(net, Autoencoder)

@@ -6,7 +6,7 @@ import torch
 from .. import _anndata as _ad
 from .._edit import fit_quantile_edit
 from .._matrix import column_min, take_rows
-from .._model import RESIDUAL_MAX_CELLS
+from .._model import RESIDUAL_BINS, RESIDUAL_MAX_CELLS
 from ._checks import check_input
 from ._editing import population_record, resolve_populations, trained_model
 from ._results import warn_outside, write_result
@@ -29,6 +29,7 @@ def batch_correct(
     key_added: str = "batch_corrected",
     inplace: bool = True,
     decode: str = "edited_residual",
+    residual_bins: int = RESIDUAL_BINS,
     calibrate: bool = False,
     keep_zeros: bool = True,
     n_quantiles: int = 100,
@@ -107,7 +108,7 @@ def batch_correct(
         zero count stays zero under the multiplicative intensity change that a
         batch effect is, but a decoder spreads the point mass at zero into a
         cloud, which inflates the spread of markers that most cells lack.
-    key_added, inplace, decode, n_quantiles
+    key_added, inplace, decode, residual_bins, n_quantiles
         As in :func:`neuron_edit`.
     max_epochs, model_kwargs, train_kwargs, device, random_state, progress
         As in :func:`neuron_edit`.
@@ -179,8 +180,8 @@ def batch_correct(
     if self_check:
         checked = batch_check(adata, reference=reference, batches=batches, goal_batch=reference_batch,
                               populations=populations, model=model, layer=layer, mask_var=mask_var,
-                              decode=decode, n_quantiles=n_quantiles, random_state=random_state,
-                              device=device, finish=finish)
+                              decode=decode, n_quantiles=n_quantiles, residual_bins=residual_bins,
+                              random_state=random_state, device=device, finish=finish)
         if edit_layer == "auto":
             edit_layer, populations = chosen_options(checked[1], populations)
             model = checked[2] if edit_layer == "input" else model
@@ -199,7 +200,8 @@ def batch_correct(
         cells = batches == b
         edit = model.learn_edit(reference & cells, goal, n_quantiles=n_quantiles,
                                 groupby=goal_groups, populations=populations,
-                                residual=decode == "edited_residual", random_state=random_state)
+                                residual=decode == "edited_residual", residual_bins=residual_bins,
+                                random_state=random_state)
         out = model.apply_edit(cells, edit, populations=populations, decode=decode)
         if calibrate:
             ref_rows = _subsample(np.flatnonzero(reference[cells]), random_state)
@@ -225,7 +227,7 @@ def batch_correct(
                    "population_key": population_key,
                    "layer": layer, "decode": decode, "calibrate": calibrate,
                    "keep_zeros": keep_zeros, "n_quantiles": n_quantiles,
-                   "n_features": model.n_features, **model.config,
+                   "residual_bins": residual_bins, "n_features": model.n_features, **model.config,
                    "edit_layer": model.edit_layer, "train": model.train_params},
         "history": model.history.to_dict(),
         "batches": per_batch,

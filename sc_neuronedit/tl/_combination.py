@@ -10,7 +10,7 @@ from scipy import stats
 
 from .. import _anndata as _ad
 from .._matrix import take_rows
-from .._model import NeuronEditor
+from .._model import RESIDUAL_BINS, NeuronEditor
 from .._synergy import bliss_excess, subsampled_energy, synergy_table
 from ._checks import check_input, check_min_cells
 from ._editing import resolve_populations, trained_model, usable_model
@@ -36,6 +36,7 @@ def predict_combination(
     n_resamples: int = 100,
     bliss_quantile: float = 0.95,
     decode: str = "edited_residual",
+    residual_bins: int = RESIDUAL_BINS,
     n_quantiles: int = 100,
     max_epochs: int | None = None,
     model: NeuronEditor | None = None,
@@ -78,7 +79,7 @@ def predict_combination(
         ``obs[f"{key_added}_route"]`` and ``uns[key_added]``.
     n_resamples, bliss_quantile
         As in :func:`synergy` (used only with ``combination``).
-    decode, n_quantiles, max_epochs, model
+    decode, residual_bins, n_quantiles, max_epochs, model
         As in :func:`neuron_edit`.
     model_kwargs, train_kwargs, device, random_state, progress
         As in :func:`neuron_edit`.
@@ -111,7 +112,7 @@ def predict_combination(
     run = _Run(adata, condition_key, control=control, pairs=pairs, measured=combination is not None,
                layer=layer, mask_var=mask_var, population_key=population_key,
                edit_layer=edit_layer, key_added=key_added, decode=decode,
-               n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
+               residual_bins=residual_bins, n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
                model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
                random_state=random_state, progress=progress)
     (name,) = pairs
@@ -146,6 +147,7 @@ def synergy(
     n_resamples: int = 100,
     bliss_quantile: float = 0.95,
     decode: str = "edited_residual",
+    residual_bins: int = RESIDUAL_BINS,
     n_quantiles: int = 100,
     max_epochs: int | None = None,
     model: NeuronEditor | None = None,
@@ -207,7 +209,7 @@ def synergy(
         reused; each rerun relearns the edits).
     bliss_quantile
         Control quantile that defines a responding cell.
-    layer, mask_var, population_key, edit_layer, key_added, decode, n_quantiles
+    layer, mask_var, population_key, edit_layer, key_added, decode, residual_bins, n_quantiles
         As in :func:`predict_combination`.
     max_epochs, model, model_kwargs, train_kwargs, device, random_state, progress
         As in :func:`predict_combination`.
@@ -239,7 +241,7 @@ def synergy(
     run = _Run(adata, condition_key, control=control, pairs=dict(combinations), measured=True,
                layer=layer, mask_var=mask_var, population_key=population_key,
                edit_layer=edit_layer, key_added=key_added, decode=decode,
-               n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
+               residual_bins=residual_bins, n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
                model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
                random_state=random_state, progress=progress, writes="uns")
     uns = run.uns()
@@ -255,7 +257,8 @@ class _Run:
 
     def __init__(self, adata, condition_key, *, control, pairs, measured, layer, mask_var,
                  population_key, edit_layer, key_added, decode, n_quantiles, model, max_epochs,
-                 model_kwargs, train_kwargs, device, random_state, progress, writes="all"):
+                 model_kwargs, train_kwargs, device, random_state, progress, writes="all",
+                 residual_bins=RESIDUAL_BINS):
         from scanpy import logging as logg
 
         self.X = check_input(adata, layer=layer, key_added=key_added, writes=writes, stacklevel=4)
@@ -282,6 +285,7 @@ class _Run:
         self.adata, self.pairs, self.control = adata, pairs, control
         self.condition_key, self.layer, self.decode = condition_key, layer, decode
         self.n_quantiles, self.random_state = n_quantiles, random_state
+        self.residual_bins = residual_bins
         features = _ad.resolve_mask_var(adata, mask_var)
         self.features = np.ones(adata.n_vars, bool) if features is None else features
         self.start = logg.info(f"neuron editing of {len(pairs)} drug combination(s)")
@@ -312,6 +316,7 @@ class _Run:
                                      self.rows(drug, pick[drug]), n_quantiles=self.n_quantiles,
                                      populations=self.labels(self.control, drug, picks=pick),
                                      residual=self.decode == "edited_residual",
+                                     residual_bins=self.residual_bins,
                                      random_state=self.random_state)
         return edit, self.model.apply_edit(self.rows(cells_of, pick[cells_of]), edit,
                                            populations=self.labels(cells_of, picks=pick),
@@ -422,6 +427,7 @@ class _Run:
                        "combinations": {k: list(v) for k, v in self.pairs.items()},
                        "layer": self.layer, "population_key": self.population_key,
                        "decode": self.decode, "n_quantiles": self.n_quantiles,
+                       "residual_bins": self.residual_bins,
                        "n_features": m.n_features, **m.config,
                        "edit_layer": m.edit_layer, "train": m.train_params},
             "history": m.history.to_dict(),

@@ -55,8 +55,8 @@ def trained_model(adata, *, cells, layer, mask_var, edit_layer, max_epochs, mode
 
 def edit_cells(
     adata, source_mask, target_mask, apply_mask, *, train_mask, layer, mask_var, groups,
-    populations, edit_layer, decode, n_quantiles, max_epochs, model, model_kwargs, train_kwargs,
-    device, random_state, progress,
+    populations, edit_layer, decode, n_quantiles, residual_bins, max_epochs, model, model_kwargs,
+    train_kwargs, device, random_state, progress,
 ):
     """Train (unless ``model`` is given), learn the edit, apply it; write nothing.
 
@@ -83,7 +83,7 @@ def edit_cells(
         usable_model(model, adata, edit_layer)
     edit = model.learn_edit(source_mask, target_mask, n_quantiles=n_quantiles, groupby=groups,
                             populations=populations, residual=decode == "edited_residual",
-                            random_state=random_state)
+                            residual_bins=residual_bins, random_state=random_state)
     values = model.apply_edit(apply_mask, edit, populations=populations, decode=decode)
     stats = model.edit_statistics(apply_mask, edit, populations=populations)
     outside = float(stats["outside_fraction"].mean())
@@ -91,6 +91,7 @@ def edit_cells(
     uns = {
         "params": {
             "layer": layer, "decode": decode, "n_quantiles": n_quantiles,
+            "residual_bins": residual_bins,
             "n_features": model.n_features, **model.config, "edit_layer": model.edit_layer,
             "train": model.train_params,
         },

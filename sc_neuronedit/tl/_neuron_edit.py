@@ -5,7 +5,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import _anndata as _ad
-from .._model import NeuronEditor
+from .._model import RESIDUAL_BINS, NeuronEditor
 from ._checks import check_input
 from ._editing import edit_cells, resolve_populations
 from ._results import write_result
@@ -35,6 +35,7 @@ def neuron_edit(
     key_added: str = "neuron_edit",
     inplace: bool = True,
     decode: str = "edited_residual",
+    residual_bins: int = RESIDUAL_BINS,
     n_quantiles: int = 100,
     max_epochs: int | None = None,
     model: NeuronEditor | None = None,
@@ -104,6 +105,9 @@ def neuron_edit(
     decode
         ``"edited_residual"`` (default), ``"residual"`` or ``"plain"``; see
         :meth:`NeuronEditor.apply_edit`.
+    residual_bins
+        Level bins of the residual edit (``decode="edited_residual"``); see
+        :meth:`NeuronEditor.learn_edit`.
     n_quantiles
         Knots of the per-neuron edit.
     max_epochs
@@ -165,8 +169,9 @@ def neuron_edit(
         raise ValueError("The self-check (self_check=True or edit_layer='auto') leaves out one group "
                          "at a time: pass groupby=.")
     settings = dict(layer=layer, mask_var=mask_var, max_epochs=max_epochs, model_kwargs=model_kwargs,
-                    train_kwargs=train_kwargs, decode=decode, n_quantiles=n_quantiles, device=device,
-                    random_state=random_state, progress=progress)
+                    train_kwargs=train_kwargs, decode=decode, n_quantiles=n_quantiles,
+                    residual_bins=residual_bins, device=device, random_state=random_state,
+                    progress=progress)
     default_train = masks["source"] | masks["target"] | masks["apply_to"]
     edit_layer, populations, checked = checked_choice(
         adata, edit_layer=edit_layer, self_check=self_check, model=model, populations=populations,

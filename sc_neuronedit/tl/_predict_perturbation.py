@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _anndata as _ad
-from .._model import NeuronEditor
+from .._model import RESIDUAL_BINS, NeuronEditor
 from ._checks import check_input
 from ._editing import edit_cells, resolve_populations
 from ._results import write_result
@@ -27,6 +27,7 @@ def predict_perturbation(
     key_added: str = "predicted_perturbation",
     inplace: bool = True,
     decode: str = "edited_residual",
+    residual_bins: int = RESIDUAL_BINS,
     n_quantiles: int = 100,
     max_epochs: int | None = None,
     model: NeuronEditor | None = None,
@@ -91,7 +92,9 @@ def predict_perturbation(
         Write into ``adata`` (default) or return a new AnnData of the
         predicted cells (``obs[condition_key]`` set to ``f"{perturbed} (predicted)"``),
         ready to concatenate with observed cells.
-    decode, n_quantiles, max_epochs, model, model_kwargs, train_kwargs, device, random_state, progress
+    decode, residual_bins, n_quantiles, max_epochs, model
+        As in :func:`neuron_edit`.
+    model_kwargs, train_kwargs, device, random_state, progress
         As in :func:`neuron_edit`.
 
     Returns
@@ -140,8 +143,9 @@ def predict_perturbation(
     learn = other & np.isin(groups, both)
     train_mask = ~(held_out & perturbed_mask)
     settings = dict(layer=layer, mask_var=mask_var, max_epochs=max_epochs, model_kwargs=model_kwargs,
-                    train_kwargs=train_kwargs, decode=decode, n_quantiles=n_quantiles, device=device,
-                    random_state=random_state, progress=progress)
+                    train_kwargs=train_kwargs, decode=decode, n_quantiles=n_quantiles,
+                    residual_bins=residual_bins, device=device, random_state=random_state,
+                    progress=progress)
     edit_layer, populations, checked = checked_choice(
         adata, edit_layer=edit_layer, self_check=self_check, model=model, populations=populations,
         source=learn & control_mask, target=learn & perturbed_mask, groups=groups,

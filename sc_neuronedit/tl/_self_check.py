@@ -46,8 +46,8 @@ def checked_choice(adata, *, edit_layer, self_check, model, populations, **kwarg
 
 
 def perturbation_check(adata, *, source, target, groups, populations, train_mask, layer, mask_var,
-                       model, model_kwargs, train_kwargs, max_epochs, decode, n_quantiles, device,
-                       random_state, progress):
+                       model, model_kwargs, train_kwargs, max_epochs, decode, n_quantiles,
+                       residual_bins, device, random_state, progress):
     """Inner leave-one-group-out over the groups holding both ``source`` and ``target`` cells.
 
     Returns the long table (with a ``chosen`` column) and the summary dict.
@@ -74,7 +74,7 @@ def perturbation_check(adata, *, source, target, groups, populations, train_mask
         groups=np.asarray(groups).astype(str), populations=populations, make_model=make_model,
         train_mask=train_mask,
         learn_options=dict(n_quantiles=n_quantiles, residual=decode == "edited_residual",
-                           random_state=random_state),
+                           residual_bins=residual_bins, random_state=random_state),
         apply_options=dict(decode=decode), random_state=random_state, progress=logg.info)
     chosen, summary = check.choose(table)
     table["chosen"] = table["candidate"] == chosen
@@ -83,7 +83,7 @@ def perturbation_check(adata, *, source, target, groups, populations, train_mask
 
 
 def batch_check(adata, *, reference, batches, goal_batch, populations, model, layer, mask_var,
-                decode, n_quantiles, random_state, device, finish=None):
+                decode, n_quantiles, residual_bins, random_state, device, finish=None):
     """The split-half proxy of every candidate for batch correction (no extra fits: the
     bottleneck candidates use ``model``, trained on all cells)."""
     from scanpy import logging as logg
@@ -98,7 +98,7 @@ def batch_check(adata, *, reference, batches, goal_batch, populations, model, la
         batches=np.asarray(batches).astype(str), goal_batch=goal_batch, populations=populations,
         models={"input": input_model, "bottleneck": model},
         learn_options=dict(n_quantiles=n_quantiles, residual=decode == "edited_residual",
-                           random_state=random_state),
+                           residual_bins=residual_bins, random_state=random_state),
         apply_options=dict(decode=decode), finish=finish, random_state=random_state)
     chosen, summary = check.choose_for_batches(table)
     table["chosen"] = table["candidate"] == chosen
