@@ -14,6 +14,7 @@ from .._model import NeuronEditor
 from .._synergy import bliss_excess, subsampled_energy, synergy_table
 from ._checks import check_input, check_min_cells
 from ._neuron_edit import trained_model
+from ._nonnegative import enforce_nonnegative, nonnegative_columns
 from ._results import to_uns, warn_outside, write_result
 
 #: Fewer cells than this in a condition is an error.
@@ -34,6 +35,7 @@ def predict_combination(
     n_resamples: int = 100,
     bliss_quantile: float = 0.95,
     decode: str = "edited_residual",
+    nonnegative: str = "clip",
     n_quantiles: int = 100,
     max_epochs: int | None = None,
     model: NeuronEditor | None = None,
@@ -72,7 +74,7 @@ def predict_combination(
         ``obs[f"{key_added}_route"]`` and ``uns[key_added]``.
     n_resamples, bliss_quantile
         As in :func:`synergy` (used only with ``combination``).
-    decode, n_quantiles, max_epochs, model
+    decode, nonnegative, n_quantiles, max_epochs, model
         As in :func:`neuron_edit`.
     model_kwargs, train_kwargs, device, random_state, progress
         As in :func:`neuron_edit`.
@@ -104,7 +106,7 @@ def predict_combination(
     pairs = {combination or f"{drug_a}+{drug_b}": (drug_a, drug_b)}
     run = _Run(adata, condition_key, control=control, pairs=pairs, measured=combination is not None,
                layer=layer, mask_var=mask_var, key_added=key_added, decode=decode,
-               n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
+               nonnegative=nonnegative, n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
                model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
                random_state=random_state, progress=progress)
     (name,) = pairs
@@ -137,6 +139,7 @@ def synergy(
     n_resamples: int = 100,
     bliss_quantile: float = 0.95,
     decode: str = "edited_residual",
+    nonnegative: str = "clip",
     n_quantiles: int = 100,
     max_epochs: int | None = None,
     model: NeuronEditor | None = None,
@@ -198,8 +201,9 @@ def synergy(
         reused; each rerun relearns the edits).
     bliss_quantile
         Control quantile that defines a responding cell.
-    layer, mask_var, key_added, decode, n_quantiles
-        As in :func:`predict_combination`.
+    layer, mask_var, key_added, decode, nonnegative, n_quantiles
+        As in :func:`predict_combination`; ``nonnegative`` applies to the
+        prediction the measured cells are compared with, and to each rerun.
     max_epochs, model, model_kwargs, train_kwargs, device, random_state, progress
         As in :func:`predict_combination`.
 
@@ -229,7 +233,7 @@ def synergy(
         raise ValueError('combinations must be a non-empty mapping {"A+B": ("A", "B"), ...}.')
     run = _Run(adata, condition_key, control=control, pairs=dict(combinations), measured=True,
                layer=layer, mask_var=mask_var, key_added=key_added, decode=decode,
-               n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
+               nonnegative=nonnegative, n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
                model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
                random_state=random_state, progress=progress, writes="uns")
     uns = run.uns()
@@ -244,14 +248,14 @@ class _Run:
     """One trained model and the cells of each condition; computes routes and scores."""
 
     def __init__(self, adata, condition_key, *, control, pairs, measured, layer, mask_var,
-                 key_added, decode, n_quantiles, model, max_epochs, model_kwargs, train_kwargs,
+                 key_added, decode, nonnegative, n_quantiles, model, max_epochs, model_kwargs, train_kwargs,
                  device, random_state, progress, writes="all"):
         from scanpy import logging as logg
 
         self.X = check_input(adata, layer=layer, key_added=key_added, writes=writes, stacklevel=4)
         if decode not in NeuronEditor.decode_forms:
             raise ValueError(f"decode must be one of {NeuronEditor.decode_forms}, got {decode!r}.")
-        conditions = _ad.resolve_groups(adata, condition_key)
+        conditions = _ad.resolve_groups(adata, condition_key, name="condition_key")
         present = set(conditions.tolist())
         singles = [control, *(d for pair in pairs.values() for d in pair)]
         wanted = singles + (list(pairs) if measured else [])
@@ -269,6 +273,8 @@ class _Run:
         self.adata, self.pairs, self.control = adata, pairs, control
         self.condition_key, self.layer, self.decode = condition_key, layer, decode
         self.n_quantiles, self.random_state = n_quantiles, random_state
+        self.nonnegative = nonnegative
+        self._nonnegative_columns = nonnegative_columns(self.X, nonnegative)
         features = _ad.resolve_mask_var(adata, mask_var)
         self.features = np.ones(adata.n_vars, bool) if features is None else features
         self.start = logg.info(f"neuron editing of {len(pairs)} drug combination(s)")
@@ -285,10 +291,13 @@ class _Run:
         self.model = model
         self._values = {}
 
+    def index(self, condition, idx=None) -> np.ndarray:
+        """Rows of ``adata`` of a condition's cells (or of ``idx`` among them)."""
+        return self.cells[condition] if idx is None else self.cells[condition][idx]
+
     def rows(self, condition, idx=None) -> np.ndarray:
         """Full-width values of a condition's cells (or of ``idx`` among them)."""
-        cells = self.cells[condition] if idx is None else self.cells[condition][idx]
-        return take_rows(self.X, cells)
+        return take_rows(self.X, self.index(condition, idx))
 
     def _edit_onto(self, drug, cells_of, *, picks=None):
         """Edit control -> ``drug`` applied to the cells of ``cells_of``.
@@ -300,8 +309,10 @@ class _Run:
                                      self.rows(drug, pick[drug]), n_quantiles=self.n_quantiles,
                                      residual=self.decode == "edited_residual",
                                      random_state=self.random_state)
-        return edit, self.model.apply_edit(self.rows(cells_of, pick[cells_of]), edit,
-                                           decode=self.decode)
+        cells = self.index(cells_of, pick[cells_of])
+        values = self.model.apply_edit(take_rows(self.X, cells), edit, decode=self.decode)
+        return edit, enforce_nonnegative(values, self.X, cells, self._nonnegative_columns,
+                                         self.nonnegative)
 
     def routes(self, drug_a, drug_b):
         """``[(rows of B cells, A's edit on them), (rows of A cells, B's edit on them)]``."""
@@ -396,7 +407,7 @@ class _Run:
         return {
             "params": {"condition_key": self.condition_key, "control": self.control,
                        "combinations": {k: list(v) for k, v in self.pairs.items()},
-                       "layer": self.layer, "decode": self.decode,
+                       "layer": self.layer, "decode": self.decode, "nonnegative": self.nonnegative,
                        "n_quantiles": self.n_quantiles, "n_features": m.n_features, **m.config,
                        "edit_layer": m.edit_layer, "train": m.train_params},
             "history": m.history.to_dict(),

@@ -7,6 +7,7 @@ import numpy as np
 from .. import _anndata as _ad
 from .._model import NeuronEditor
 from ._checks import MIN_EDIT_CELLS, check_input, check_min_cells
+from ._nonnegative import enforce_nonnegative, nonnegative_columns
 from ._results import warn_outside, write_result
 
 
@@ -30,6 +31,7 @@ def neuron_edit(
     key_added: str = "neuron_edit",
     inplace: bool = True,
     decode: str = "edited_residual",
+    nonnegative: str = "clip",
     n_quantiles: int = 100,
     max_epochs: int | None = None,
     model: NeuronEditor | None = None,
@@ -76,6 +78,14 @@ def neuron_edit(
     decode
         ``"edited_residual"`` (default), ``"residual"`` or ``"plain"``; see
         :meth:`NeuronEditor.apply_edit`.
+    nonnegative
+        What predictions of features without negative input values (e.g.
+        log-normalised expression) may do below zero. ``"clip"`` (default):
+        set to zero, so that scanpy's fold changes (``log2`` of the mean) stay
+        defined. ``"keep_zeros"``: also keep an input zero at zero (suits
+        batch effects; for a perturbation it would erase genes that switch
+        on). ``"off"``: as decoded. Features with negative input values (e.g.
+        arcsinh cytometry) are never touched.
     n_quantiles
         Knots of the per-neuron edit.
     max_epochs
@@ -134,7 +144,7 @@ def neuron_edit(
     rows, values, uns, start = edit_cells(
         adata, masks["source"], masks["target"], masks["apply_to"],
         train_mask=train_mask, layer=layer, mask_var=mask_var, groupby=groupby, decode=decode,
-        n_quantiles=n_quantiles, max_epochs=max_epochs, model=model,
+        nonnegative=nonnegative, n_quantiles=n_quantiles, max_epochs=max_epochs, model=model,
         model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
         random_state=random_state, progress=progress,
     )
@@ -160,7 +170,7 @@ def trained_model(adata, *, cells, layer, mask_var, max_epochs, model_kwargs, tr
 
 def edit_cells(
     adata, source_mask, target_mask, apply_mask, *, train_mask, layer, mask_var, groupby,
-    decode, n_quantiles, max_epochs, model, model_kwargs, train_kwargs, device, random_state,
+    decode, nonnegative, n_quantiles, max_epochs, model, model_kwargs, train_kwargs, device, random_state,
     progress,
 ):
     """Train (unless ``model`` is given), learn the edit, apply it; write nothing.
@@ -170,6 +180,7 @@ def edit_cells(
     """
     from scanpy import logging as logg
 
+    columns = nonnegative_columns(_ad.get_matrix(adata, layer), nonnegative)
     check_min_cells({"source": source_mask.sum(), "target": target_mask.sum()}, MIN_EDIT_CELLS,
                     what="the edit's source and target", fix="Widen the selections (or groups).")
     start = logg.info(
@@ -187,13 +198,16 @@ def edit_cells(
                          "NeuronEditor.load(path, adata).")
     edit = model.learn_edit(source_mask, target_mask, n_quantiles=n_quantiles, groupby=groupby,
                             residual=decode == "edited_residual", random_state=random_state)
-    values = model.apply_edit(apply_mask, edit, decode=decode)
+    values = enforce_nonnegative(model.apply_edit(apply_mask, edit, decode=decode),
+                                 _ad.get_matrix(adata, layer), np.flatnonzero(apply_mask),
+                                 columns, nonnegative)
     stats = model.edit_statistics(apply_mask, edit)
     outside = float(stats["outside_fraction"].mean())
     warn_outside(outside, "the edited cells", depth=2)
     uns = {
         "params": {
-            "layer": layer, "groupby": groupby, "decode": decode, "n_quantiles": n_quantiles,
+            "layer": layer, "groupby": groupby, "decode": decode, "nonnegative": nonnegative,
+            "n_quantiles": n_quantiles,
             "n_features": model.n_features, **model.config, "edit_layer": model.edit_layer,
             "train": model.train_params,
         },
