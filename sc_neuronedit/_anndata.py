@@ -88,7 +88,9 @@ def resolve_mask_var(adata, mask_var) -> np.ndarray | None:
         if mask_var not in adata.var.columns:
             raise KeyError(
                 f"mask_var={mask_var!r} is not a column of adata.var; "
-                f"available: {', '.join(map(str, adata.var.columns)) or '(none)'}."
+                f"available: {', '.join(map(str, adata.var.columns)) or '(none)'}. Make a boolean "
+                "column first, e.g. sc.pp.highly_variable_genes(adata, n_top_genes=2000) adds "
+                "adata.var['highly_variable'], or pass a boolean mask or a list of var names."
             )
         mask = adata.var[mask_var].to_numpy()
         if mask.dtype != bool:
@@ -167,16 +169,19 @@ def group_weights(groups: np.ndarray) -> np.ndarray:
     return 1.0 / counts[inverse]
 
 
-def resolve_groups(adata, groupby) -> np.ndarray:
-    """Group labels per cell from an ``.obs`` column name or an array."""
+def resolve_groups(adata, groupby, *, name: str = "groupby") -> np.ndarray:
+    """Group labels per cell from an ``.obs`` column name or an array.
+
+    ``name``: the argument that gave the column, for the error message.
+    """
     if isinstance(groupby, str):
         if groupby not in adata.obs.columns:
             raise KeyError(
-                f"groupby={groupby!r} is not a column of adata.obs; "
+                f"{name}={groupby!r} is not a column of adata.obs; "
                 f"available: {', '.join(map(str, adata.obs.columns))}."
             )
         return adata.obs[groupby].to_numpy()
     arr = np.asarray(groupby)
     if arr.shape != (adata.n_obs,):
-        raise ValueError(f"groupby array has shape {arr.shape}, expected ({adata.n_obs},).")
+        raise ValueError(f"{name} array has shape {arr.shape}, expected ({adata.n_obs},).")
     return arr
