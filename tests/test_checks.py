@@ -104,7 +104,10 @@ def test_bad_selection_is_named_and_nothing_changes(toy_adata, kwargs, error, me
 def test_raw_counts_warn_with_the_fix(toy_adata):
     rng = np.random.default_rng(0)
     toy_adata.X = rng.poisson(3.0, size=toy_adata.shape).astype(np.float32) * 10
-    with pytest.warns(UserWarning, match=r"looks like raw counts.*sc.pp.normalize_total then sc.pp.log1p"):
+    fix = (r"looks like raw counts.*adata.layers\['counts'\] = adata.X.copy\(\); "
+           r"sc.pp.normalize_total\(adata\); sc.pp.log1p\(adata\).*"
+           r"sne.pp.arcsinh\(adata, 5\).*cluster and annotate first")
+    with pytest.warns(UserWarning, match=fix):
         TOOLS["neuron_edit"](toy_adata, **TINY)
     assert "neuron_edit" in toy_adata.layers  # a warning, not an error
 
