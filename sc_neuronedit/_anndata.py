@@ -90,6 +90,9 @@ def resolve_mask_var(adata, mask_var, *, name: str = "mask_var") -> np.ndarray |
             raise KeyError(
                 f"{name}={mask_var!r} is not a column of adata.var; "
                 f"available: {', '.join(map(str, adata.var.columns)) or '(none)'}."
+                + (" Make a boolean column first, e.g. sc.pp.highly_variable_genes(adata, "
+                   "n_top_genes=2000) adds adata.var['highly_variable'], or pass a boolean mask "
+                   "or a list of var names." if name == "mask_var" else "")
             )
         mask = adata.var[mask_var].to_numpy()
         if mask.dtype != bool:

@@ -191,6 +191,10 @@ class NeuronEditor:
         self.network: Autoencoder | None = None
         self.history: TrainingHistory | None = None
         self.train_params: dict = {}
+        # Rows of the data the autoencoder was trained on (None: unknown, e.g. after load() or
+        # training on a separate matrix), so that a tl function can tell whether a prediction
+        # is out of sample.
+        self.trained_rows: np.ndarray | None = None
         self.device = torch.device("cpu")
 
     # ------------------------------------------------------------------ data
@@ -283,8 +287,9 @@ class NeuronEditor:
 
         Returns
         -------
-        The model itself, trained; ``history`` holds the loss curves and
-        ``train_params`` the settings.
+        The model itself, trained; ``history`` holds the loss curves,
+        ``train_params`` the settings and ``trained_rows`` the rows of the
+        data trained on (not saved by :meth:`save`).
 
         Examples
         --------
@@ -322,6 +327,7 @@ class NeuronEditor:
             mixed_precision=mixed_precision,
         )
         self.network = net
+        self.trained_rows = idx if view.X is self._X else None
         self.train_params = {
             "max_epochs": int(max_epochs), "batch_size": int(batch_size), "lr": float(lr),
             "weight_decay": float(weight_decay), "validation_fraction": float(validation_fraction),

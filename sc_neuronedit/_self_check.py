@@ -113,6 +113,7 @@ def leave_one_group_out(
     train_mask: np.ndarray,
     learn_options: dict,
     apply_options: dict,
+    finish: Callable[[np.ndarray, np.ndarray], None] | None = None,
     random_state: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
@@ -136,6 +137,9 @@ def leave_one_group_out(
         one half of the groups on top.
     learn_options, apply_options
         Passed to ``learn_edit`` and ``apply_edit`` (decode, n_quantiles, ...).
+    finish
+        ``finish(values, rows)`` post-processes predicted full-width values in place as
+        the prediction itself does (``nonnegative``), so that the check scores the output.
 
     Returns
     -------
@@ -181,6 +185,8 @@ def leave_one_group_out(
                 warnings.simplefilter("ignore", UserWarning)  # inner fallbacks are expected
                 edit = model.learn_edit(src, tgt, groupby=groups, populations=pops, **learn_options)
                 pred = model.apply_edit(apply_rows, edit, populations=pops, **apply_options)
+            if finish is not None:
+                finish(pred, apply_rows)
             scored[cand.name] = pred[:, cols]
         space = scoring_space(control, real)
         labels = None if populations is None else (populations[apply_rows], populations[real_rows])

@@ -65,9 +65,9 @@ def _demo(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")  # a file, never a window: the demo also runs on headless machines
-    fig = sne.pl.reg_mean(adata, labels=10)
-    fig.axes[0].set_title(f"{T}: predicted vs observed IFN-β response")
-    fig.savefig(plot, dpi=150, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(sne.pl.reg_mean(adata, labels=10, save=plot))  # its title names the held-out type
     print(f"\nwrote {plot} (per-gene means, predicted vs observed; top DEGs labelled)")
     return 0
 
@@ -105,19 +105,72 @@ def _write_atomic(adata, output_path) -> None:
 
 
 def _predict(args) -> int:
+    import numpy as np
+
     import sc_neuronedit as sne
 
     _check_output(args.input, args.output)
     adata = _read_input(args.input)
+    _check_obs_columns(adata, {"--condition-key": args.condition_key, "--groupby": args.groupby})
+    if args.layer is not None and args.layer not in adata.layers:
+        raise KeyError(f"--layer: {args.layer!r} is not a layer of the input; "
+                       f"available: {_shown(adata.layers.keys()) or '(none)'}.")
+    values = {name: _obs_value(adata, args.condition_key, text, f"--{name}")
+              for name, text in (("control", args.control), ("perturbed", args.perturbed))}
+    predict_for = [_obs_value(adata, args.groupby, text, "--predict-for") for text in args.predict_for]
+    mask = _var_mask(adata, args)
     sne.tl.predict_perturbation(
-        adata, args.condition_key, control=args.control, perturbed=args.perturbed,
-        groupby=args.groupby, predict_for=args.predict_for, layer=args.layer,
-        key_added=args.key_added, random_state=args.seed, max_epochs=args.max_epochs,
+        adata, args.condition_key, **values, groupby=args.groupby, predict_for=predict_for,
+        layer=args.layer, mask_var=mask, nonnegative=args.nonnegative, key_added=args.key_added,
+        random_state=args.seed, max_epochs=args.max_epochs,
     )
     _write_atomic(adata, args.output)
-    print(f"wrote {args.output}: layers[{args.key_added!r}], obs['{args.key_added}_edited'], "
-          f"uns[{args.key_added!r}]")
+    res, key = adata.uns[args.key_added], args.key_added
+    print(f"predicted {res['n_edited']} {values['control']!r} cells of "
+          f"{', '.join(map(str, predict_for))} (.obs[{args.groupby!r}]) as {values['perturbed']!r}, "
+          f"from the edit learned on {len(res['training_groups'])} other groups: "
+          f"{_shown(res['training_groups'])}")
+    print(f"  edit: {res['n_source']} {values['control']!r} -> {res['n_target']} "
+          f"{values['perturbed']!r} cells; {res['outside_fraction']:.1%} of the edited activations "
+          "outside the range of the source cells (warned above 10 %)")
+    _print_training(res["history"], adata.n_vars if mask is None else int(np.sum(mask)), adata.n_vars)
+    print(f"  values below zero: nonnegative={args.nonnegative!r}")
+    print(f"wrote {args.output}: layers[{key!r}], obs['{key}_edited'], uns[{key!r}]")
     return 0
+
+
+def _print_training(history, used: int, n_vars: int) -> None:
+    """One line on the autoencoder's training: epochs, early stop, time, features."""
+    epochs = len(history["train_loss"])
+    stop = (f"stopped early, best epoch {history['best_epoch'] + 1}" if history["stopped_early"]
+            else f"best epoch {history['best_epoch'] + 1}")
+    print(f"trained {epochs} epochs ({stop}) in {history['seconds']:.1f} s on {used} of "
+          f"{n_vars} features")
+
+
+PREDICT_DESCRIPTION = """Predict how held-out group(s) of an .h5ad respond to a perturbation nobody measured
+in them. The autoencoder is trained on every cell except the perturbed cells of
+--predict-for; the edit control -> perturbed is learned on the other groups (each
+weighing the same) and applied to the control cells of --predict-for."""
+
+PREDICT_EXAMPLE = """example (Kang PBMCs: predict IFN-beta stimulated CD14+ monocytes from control ones,
+with the 2,000 most variable genes in .var['highly_variable']):
+
+  neuronedit predict kang.h5ad predicted.h5ad --condition-key condition \
+      --control control --perturbed stimulated --groupby cell_type \
+      --predict-for CD14+Mono --mask-var highly_variable
+
+the input must be log-normalised (scanpy: sc.pp.normalize_total, sc.pp.log1p), or
+arcsinh-transformed cytometry; a True/False .var column for --mask-var comes from
+e.g. sc.pp.highly_variable_genes(adata, n_top_genes=2000).
+
+output: the input plus layers[KEY] (predicted values for the control cells of
+--predict-for; other rows keep their input), obs['KEY_edited'] and uns[KEY]
+(parameters, training history, edit statistics), KEY = --key-added. The file is
+written under a temporary name and renamed: never partially.
+
+exit status: 0 success, 2 usage or input error (message on stderr)
+"""
 
 
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
@@ -162,6 +215,14 @@ def _obs_value(adata, key: str, text: str, option: str):
     return matches[0]
 
 
+def _check_obs_columns(adata, columns: dict) -> None:
+    """Raise naming the option whose ``.obs`` column does not exist."""
+    for option, key in columns.items():
+        if key not in adata.obs.columns:
+            raise KeyError(f"{option}: {key!r} is not a column of .obs; "
+                           f"available: {_shown(adata.obs.columns)}.")
+
+
 def _var_mask(adata, args):
     """The ``mask_var`` for the tl function from --mask-var / --var-nonempty."""
     import pandas as pd
@@ -193,10 +254,7 @@ def _batch_correct(args) -> int:
 
     _check_output(args.input, args.output)
     adata = _read_input(args.input)
-    for option, key in (("--batch-key", args.batch_key), ("--reference-key", args.reference_key)):
-        if key not in adata.obs.columns:
-            raise KeyError(f"{option}: {key!r} is not a column of .obs; "
-                           f"available: {_shown(adata.obs.columns)}.")
+    _check_obs_columns(adata, {"--batch-key": args.batch_key, "--reference-key": args.reference_key})
     reference_value = _obs_value(adata, args.reference_key, args.reference_value,
                                  "--reference-value")
     reference_batch = (None if args.reference_batch is None else
@@ -216,7 +274,7 @@ def _batch_correct(args) -> int:
         adata, args.batch_key, reference_key=args.reference_key, reference_value=reference_value,
         reference_batch=reference_batch, layer=layer, mask_var=mask,
         min_reference_cells=args.min_reference_cells, key_added=args.key_added,
-        max_epochs=args.max_epochs, random_state=args.seed,
+        nonnegative=args.nonnegative, max_epochs=args.max_epochs, random_state=args.seed,
     )
     _write_atomic(adata, args.output)
 
@@ -238,11 +296,8 @@ def _batch_correct(args) -> int:
         stats = res["batches"].get(str(b))
         outside = "(reference batch, unchanged)" if stats is None else f"{stats['outside_fraction']:13.1%}"
         print(f"  {b!s:{width}s} {n:7d} {n_ref:15d} {outside}")
-    history = res["history"]
-    used = adata.n_vars if mask is None else int(np.sum(mask))
     print("  (outside range: share of edited activations beyond the range of the batch's reference cells)")
-    print(f"trained {len(history['train_loss'])} epochs in {history['seconds']:.1f} s on {used} of "
-          f"{adata.n_vars} features")
+    _print_training(res["history"], adata.n_vars if mask is None else int(np.sum(mask)), adata.n_vars)
     if mask is not None and not mask.all():
         print(f"passed through unchanged: {_shown(adata.var_names[~mask], sort=False)}")
     made = ["layers['arcsinh']"] if args.arcsinh is not None else []
@@ -290,6 +345,7 @@ def _combination(args) -> int:
 
     _check_output(args.input, args.output)
     adata = _read_input(args.input)
+    _check_obs_columns(adata, {"--condition-key": args.condition_key})
     values = {name: _obs_value(adata, args.condition_key, text, f"--{name.replace('_', '-')}")
               for name, text in (("control", args.control), ("drug_a", args.drug_a),
                                  ("drug_b", args.drug_b), ("combination", args.combination))
@@ -299,8 +355,8 @@ def _combination(args) -> int:
                        f"available: {_shown(adata.layers.keys()) or '(none)'}.")
     sne.tl.predict_combination(
         adata, args.condition_key, **values, layer=args.layer, mask_var=_var_mask(adata, args),
-        key_added=args.key_added, n_resamples=args.n_resamples, max_epochs=args.max_epochs,
-        random_state=args.seed,
+        key_added=args.key_added, n_resamples=args.n_resamples, nonnegative=args.nonnegative,
+        max_epochs=args.max_epochs, random_state=args.seed,
     )
     _write_atomic(adata, args.output)
     res, key = adata.uns[args.key_added], args.key_added
@@ -343,8 +399,24 @@ def _add_feature_options(parser) -> None:
                         "marker name; the others pass through unchanged")
 
 
+def _add_common_options(parser, *, key_added: str, nonnegative: str) -> None:
+    """--key-added, --nonnegative, --seed and --max-epochs, the same for every tool."""
+    parser.add_argument("--key-added", default=key_added, metavar="KEY",
+                        help="name of the layer and .uns entry written (default: %(default)s)")
+    parser.add_argument("--nonnegative", default=nonnegative, choices=("clip", "keep_zeros", "off"),
+                        help="predictions of features without negative input values: clip at "
+                             "zero, also keep input zeros at zero, or leave as decoded "
+                             "(default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--max-epochs", type=int, default=None, metavar="N",
+                        help="training epochs (default: the package default, 30, with early stopping)")
+
+
 def main(argv=None) -> int:
+    from sc_neuronedit import __version__
+
     p = argparse.ArgumentParser(prog="neuronedit", description="Neuron editing for single-cell data.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="predict a held-out cell type's IFN-beta response on the Kang data",
@@ -353,22 +425,29 @@ def main(argv=None) -> int:
                    help="the Kang cell type whose stimulated cells are held out (default: %(default)s)")
     d.add_argument("--plot", default="neuronedit_demo.png", metavar="PNG",
                    help="where to write the predicted vs observed means plot (default: %(default)s)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--max-epochs", type=int, default=None, help="default: the package default")
+    d.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    d.add_argument("--max-epochs", type=int, default=None, metavar="N",
+                   help="training epochs (default: the package default, 30, with early stopping)")
     d.set_defaults(func=_demo)
 
-    q = sub.add_parser("predict", help="predict a perturbation for held-out group(s) of an .h5ad")
-    q.add_argument("input")
-    q.add_argument("output")
-    q.add_argument("--condition-key", required=True)
-    q.add_argument("--control", required=True)
-    q.add_argument("--perturbed", required=True)
-    q.add_argument("--groupby", required=True)
-    q.add_argument("--predict-for", required=True, nargs="+")
-    q.add_argument("--layer", default=None)
-    q.add_argument("--key-added", default="predicted_perturbation")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--max-epochs", type=int, default=None)
+    q = sub.add_parser("predict", help="predict a perturbation for held-out group(s) of an .h5ad",
+                       description=PREDICT_DESCRIPTION, epilog=PREDICT_EXAMPLE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("input", help="input .h5ad (log-normalised or arcsinh values)")
+    q.add_argument("output", help="output .h5ad (not the input file)")
+    q.add_argument("--condition-key", required=True, metavar="COLUMN",
+                   help=".obs column of conditions")
+    q.add_argument("--control", required=True, metavar="VALUE",
+                   help="value of --condition-key for unperturbed cells")
+    q.add_argument("--perturbed", required=True, metavar="VALUE",
+                   help="value of --condition-key for perturbed cells")
+    q.add_argument("--groupby", required=True, metavar="COLUMN",
+                   help=".obs column of groups, e.g. cell types")
+    q.add_argument("--predict-for", required=True, nargs="+", metavar="GROUP",
+                   help="group(s) of --groupby to predict; their perturbed cells, if any, are never used")
+    q.add_argument("--layer", default=None, metavar="LAYER", help="input layer; default X")
+    _add_feature_options(q)
+    _add_common_options(q, key_added="predicted_perturbation", nonnegative="clip")
     q.set_defaults(func=_predict)
 
     b = sub.add_parser(
@@ -393,9 +472,7 @@ def main(argv=None) -> int:
     _add_feature_options(b)
     b.add_argument("--min-reference-cells", type=int, default=50, metavar="N",
                    help="fewer reference cells in a batch is an error (default: %(default)s)")
-    b.add_argument("--key-added", default="batch_corrected", metavar="KEY", help="default: %(default)s")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--max-epochs", type=int, default=None, metavar="N", help="default: the package default")
+    _add_common_options(b, key_added="batch_corrected", nonnegative="keep_zeros")
     b.set_defaults(func=_batch_correct)
 
     c = sub.add_parser(
@@ -403,18 +480,17 @@ def main(argv=None) -> int:
         epilog=COMBINATION_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("input", help="input .h5ad")
     c.add_argument("output", help="output .h5ad (not the input file)")
-    c.add_argument("--condition-key", required=True, metavar="COLUMN")
-    c.add_argument("--control", required=True)
-    c.add_argument("--drug-a", required=True)
-    c.add_argument("--drug-b", required=True)
-    c.add_argument("--combination", default=None, help="the measured combination, if any")
-    c.add_argument("--layer", default=None)
+    c.add_argument("--condition-key", required=True, metavar="COLUMN", help=".obs column of conditions")
+    c.add_argument("--control", required=True, metavar="VALUE", help="condition of untreated cells")
+    c.add_argument("--drug-a", required=True, metavar="VALUE", help="condition of drug A alone")
+    c.add_argument("--drug-b", required=True, metavar="VALUE", help="condition of drug B alone")
+    c.add_argument("--combination", default=None, metavar="VALUE",
+                   help="condition of the measured combination, if any: then synergy is scored")
+    c.add_argument("--layer", default=None, metavar="LAYER", help="input layer; default X")
     _add_feature_options(c)
-    c.add_argument("--key-added", default="combination", metavar="KEY")
     c.add_argument("--n-resamples", type=int, default=100, metavar="N",
                    help="bootstrap reruns for the p-values (default: %(default)s)")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--max-epochs", type=int, default=None, metavar="N")
+    _add_common_options(c, key_added="combination", nonnegative="clip")
     c.set_defaults(func=_combination)
 
     args = p.parse_args(argv)

@@ -64,6 +64,8 @@ ROWS = {
     "duplicate var names": (_dup_var, {}, ValueError,
                             r"adata.var_names has 1 duplicated name\(s\) \(g0\).*var_names_make_unique"),
     "duplicate obs names": (_dup_obs, {}, ValueError, r"obs_names_make_unique\(\)"),
+    "unknown nonnegative policy": (None, {"nonnegative": "yes"}, ValueError,
+                                   r"nonnegative must be one of 'clip', 'keep_zeros', 'off', got 'yes'"),
 }
 
 
@@ -102,7 +104,10 @@ def test_bad_selection_is_named_and_nothing_changes(toy_adata, kwargs, error, me
 def test_raw_counts_warn_with_the_fix(toy_adata):
     rng = np.random.default_rng(0)
     toy_adata.X = rng.poisson(3.0, size=toy_adata.shape).astype(np.float32) * 10
-    with pytest.warns(UserWarning, match=r"looks like raw counts.*sc.pp.normalize_total then sc.pp.log1p"):
+    fix = (r"looks like raw counts.*adata.layers\['counts'\] = adata.X.copy\(\); "
+           r"sc.pp.normalize_total\(adata\); sc.pp.log1p\(adata\).*"
+           r"sne.pp.arcsinh\(adata, 5\).*cluster and annotate first")
+    with pytest.warns(UserWarning, match=fix):
         TOOLS["neuron_edit"](toy_adata, **TINY)
     assert "neuron_edit" in toy_adata.layers  # a warning, not an error
 
@@ -129,3 +134,49 @@ def test_backed_input_predicts_but_is_not_written_into(toy_adata, tmp_path):
     out = TOOLS["neuron_edit"](backed, inplace=False, **TINY)
     assert out.n_obs == 120 and np.isfinite(out.X).all()
     backed.file.close()
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda a: sne.tl.predict_perturbation(a, "condition", control="control", perturbed="treated",
+                                           groupby="celltype", predict_for="C", **TINY),
+     r"^\"groupby='celltype' is not a column of adata.obs"),
+    (lambda a: sne.tl.predict_perturbation(a, "Condition", control="control", perturbed="treated",
+                                           groupby="cell_type", predict_for="C", **TINY),
+     r"^\"condition_key='Condition' is not a column of adata.obs"),
+    (lambda a: sne.tl.batch_correct(a, "batch", reference_key="cell_type", reference_value="A", **TINY),
+     r"^\"batch_key='batch' is not a column of adata.obs"),
+    (lambda a: sne.tl.batch_correct(a, "condition", reference_key="ref", reference_value="A", **TINY),
+     r"^\"reference_key='ref' is not a column of adata.obs"),
+    (lambda a: sne.tl.predict_combination(a, "Drug", control="control", drug_a="A", drug_b="B",
+                                          **TINY),
+     r"^\"condition_key='Drug' is not a column of adata.obs"),
+    (lambda a: sne.tl.synergy(a, "Drug", control="control", combinations={"A+B": ("A", "B")},
+                              **TINY),
+     r"^\"condition_key='Drug' is not a column of adata.obs"),
+])
+def test_a_wrong_column_is_named_by_its_own_argument(toy_adata, call, message):
+    # Issue 15: a wrong groupby was reported as "predict_for: 'celltype' is not a column".
+    _with_drugs(toy_adata)
+    before = snapshot(toy_adata)
+    with pytest.raises(KeyError, match=message):
+        call(toy_adata)
+    assert_unchanged(toy_adata, before)
+
+
+def test_a_wrong_reference_value_is_named(toy_adata):
+    with pytest.raises(ValueError, match=r"^reference_value: value\(s\) \['Z'\] not found"):
+        sne.tl.batch_correct(toy_adata, "condition", reference_key="cell_type", reference_value="Z",
+                             **TINY)
+
+
+def test_a_missing_mask_var_column_says_how_to_make_it(kang):
+    # Issue 15: the README's NeuronEditor(adata, mask_var="highly_variable") on kang() raised a
+    # bare KeyError; the README now runs sc.pp.highly_variable_genes first, and the error says so.
+    import scanpy as sc
+
+    adata = kang.copy()
+    with pytest.raises(KeyError, match=r"available: \(none\).*sc.pp.highly_variable_genes\(adata, "
+                                       r"n_top_genes=2000\) adds adata.var\['highly_variable'\]"):
+        sne.NeuronEditor(adata, mask_var="highly_variable")
+    sc.pp.highly_variable_genes(adata, n_top_genes=2000)  # the README's line, then it works
+    assert sne.NeuronEditor(adata, mask_var="highly_variable").n_features == 2000

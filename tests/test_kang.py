@@ -59,3 +59,25 @@ def test_held_out_stimulated_cells_are_not_used(kang):
     a = sne.tl.predict_perturbation(full, "condition", **kw)
     b = sne.tl.predict_perturbation(cut, "condition", **kw)
     np.testing.assert_allclose(a.X, b.X, atol=1e-5)
+
+
+def test_scanpy_ranks_the_prediction_without_log2_warnings(predicted):
+    # Issue 15: decoded values below zero made scanpy's logFC log2 a negative mean (NaN, warned).
+    import warnings
+
+    import scanpy as sc
+
+    a = predicted
+    ct, cond = a.obs["cell_type"].to_numpy(), a.obs["condition"].to_numpy()
+    ctrl = (ct == "B") & (cond == "control")
+    pred = a[ctrl].copy()
+    pred.X = pred.layers["predicted_perturbation"]
+    pred.obs["condition"] = "predicted"
+    both = sc.concat([pred, a[ctrl]], index_unique="-")
+    assert both.X.min() >= 0
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*log2", category=RuntimeWarning)
+        sc.tl.rank_genes_groups(both, "condition", groups=["predicted"], reference="control",
+                                method="wilcoxon", n_genes=both.n_vars, use_raw=False)
+    logfc = np.asarray(both.uns["rank_genes_groups"]["logfoldchanges"]["predicted"], dtype=float)
+    assert np.isfinite(logfc).all()

@@ -43,7 +43,52 @@ def test_cli_reports_bad_input(tmp_path, capsys, kang):
                  "--control", "control", "--perturbed", "stim", "--groupby", "cell_type",
                  "--predict-for", "NK", "--max-epochs", "1"])
     assert code == 2
-    assert "['stim'] not found" in capsys.readouterr().err
+    assert "--perturbed 'stim' is not a value of .obs['condition']" in capsys.readouterr().err
+    assert main(["predict", str(path), str(tmp_path / "o.h5ad"), "--condition-key", "condition",
+                 "--control", "control", "--perturbed", "stimulated", "--groupby", "celltype",
+                 "--predict-for", "NK"]) == 2
+    assert "--groupby: 'celltype' is not a column of .obs" in capsys.readouterr().err
+
+
+def test_cli_predict_summary_mask_var_and_nonnegative(tmp_path, capsys, kang):
+    import anndata as ad
+    import scanpy as sc
+
+    adata = kang.copy()
+    sc.pp.highly_variable_genes(adata, n_top_genes=500)
+    path, out = tmp_path / "k.h5ad", tmp_path / "o.h5ad"
+    adata.write_h5ad(path)
+    assert main(["predict", str(path), str(out), "--condition-key", "condition", "--control",
+                 "control", "--perturbed", "stimulated", "--groupby", "cell_type", "--predict-for",
+                 "NK", "--max-epochs", "1", "--mask-var", "highly_variable"]) == 0
+    text = capsys.readouterr().out
+    assert "predicted 54 'control' cells of NK (.obs['cell_type']) as 'stimulated'" in text
+    assert "trained 1 epochs (best epoch 1) in" in text and "on 500 of 6998 features" in text
+    assert "outside the range of the source cells" in text
+    res = ad.read_h5ad(out).uns["predicted_perturbation"]
+    assert res["params"]["n_features"] == 500 and res["params"]["nonnegative"] == "clip"
+
+
+def test_cli_help_has_examples_and_version(capsys):
+    import subprocess
+    import sys
+
+    for command in ("predict", "batch-correct", "combination", "demo"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "example" in text and "exit status" in text
+        if command == "predict":
+            assert "--mask-var COLUMN" in text and ".obs column of conditions" in text
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"neuronedit {sne.__version__}"
+    # --help must not wait for torch: the package loads its submodules on first use
+    code = ("import sys; from sc_neuronedit.cli import main\n"
+            "try: main(['predict', '--help'])\nexcept SystemExit: pass\n"
+            "print(sorted(m for m in ('torch', 'scanpy', 'anndata') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 # --------------------------------------------------------------- batch-correct

@@ -27,7 +27,8 @@ def test_plots_draw_from_a_result(result):
     fig = sne.pl.reg_mean(result, labels=["g0", "g1"], n_degs=5)
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert legend[0].startswith("control, no change (r² ") and "top 5 DEGs" in legend[2]
-    assert [t.get_text() for t in fig.axes[0].texts] == ["g0", "g1"]
+    assert [t.get_text() for t in fig.axes[0].texts if t.get_text()] == ["g0", "g1"]
+    assert fig.axes[0].get_title().startswith("C: predicted vs observed treated")
     fig = sne.pl.distributions(result, ["g0", "g7"])
     assert len(fig.axes) == 2
     plt.close("all")
@@ -102,3 +103,64 @@ def test_every_plot_takes_ax_show_and_save(result, corrected, tmp_path, monkeypa
         plt.close("all")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         sne.pl.loss(result, save=tmp_path / "no" / "loss.png")
+
+
+def _boxes(fig, texts):
+    renderer = fig.canvas.get_renderer()
+    return [t.get_window_extent(renderer) for t in texts]
+
+
+def test_plot_details_a_user_reads(result):
+    # Issue 15: overlapping gene labels, blue whiskers on blue bodies, fractional epoch ticks.
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+
+    fig = sne.pl.reg_mean(result, labels=10, n_degs=10)
+    labels = [t for t in fig.axes[0].texts if t.get_text()]
+    assert len(labels) == 10
+    boxes = _boxes(fig, labels)
+    overlaps = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+    assert not overlaps
+    fig = sne.pl.distributions(result, ["g0"])
+    median = fig.axes[0].collections[-1]  # drawn last: the medians
+    assert tuple(median.get_color()[0]) == to_rgba("black")
+    fig = sne.pl.loss(result)
+    ticks = fig.axes[0].get_xticks()
+    assert all(float(t).is_integer() for t in ticks)
+    assert fig.axes[0].lines[0].get_xdata()[0] == 1  # epochs counted from 1
+    plt.close("all")
+
+
+def test_save_true_writes_to_scanpys_figdir(result, tmp_path):
+    import matplotlib.pyplot as plt
+    import scanpy as sc
+
+    # scanpy's settings are class properties, which monkeypatch cannot restore
+    saved = sc.settings.figdir, sc.settings.plot_suffix, sc.settings.file_format_figs
+    sc.settings.figdir, sc.settings.plot_suffix, sc.settings.file_format_figs = (
+        tmp_path / "figures", "_kang", "pdf")
+    try:
+        fig = sne.pl.loss(result, save=True)
+    finally:
+        sc.settings.figdir, sc.settings.plot_suffix, sc.settings.file_format_figs = saved
+    assert fig is not None  # the figure is returned unless show=True
+    assert (tmp_path / "figures" / "loss_kang.pdf").stat().st_size > 1000
+    with pytest.raises(TypeError, match="save must be a file path, True"):
+        sne.pl.loss(result, save=3)
+    plt.close("all")
+
+
+def test_zero_note_sits_above_the_curves(corrected):
+    import matplotlib.pyplot as plt
+
+    corrected.X[:200, 0] = 0  # many exact zeros: the panel notes their share
+    fig = sne.pl.batch_densities(corrected, ["g0"])
+    noted = [ax for ax in fig.axes if any(t.get_text().startswith("zeros") for t in ax.texts)]
+    assert noted
+    renderer = fig.canvas.get_renderer()
+    for ax in noted:
+        note = next(t for t in ax.texts if t.get_text().startswith("zeros"))
+        bottom = note.get_window_extent(renderer).y0
+        highest = max(ax.transData.transform(line.get_xydata())[:, 1].max() for line in ax.lines)
+        assert highest < bottom
+    plt.close("all")

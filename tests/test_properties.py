@@ -348,7 +348,8 @@ def test_batch_correct_writes_keys_or_raises_cleanly(faulty, data):
         reference_value=choose(data.draw, fault, "selection", [True, False], ["x"]),
         reference_batch=data.draw(st.sampled_from([None, None, "g0", "ctrl", "zz"])),
         min_reference_cells=data.draw(st.integers(1, 8)),
-        calibrate=data.draw(st.booleans()), keep_zeros=data.draw(st.booleans()), **opts, **TINY,
+        calibrate=data.draw(st.booleans()),
+        nonnegative=data.draw(st.sampled_from(["clip", "keep_zeros", "off"])), **opts, **TINY,
     ), key="batch_corrected")
 
 

@@ -1,3 +1,5 @@
+import warnings
+
 import anndata as ad
 import numpy as np
 import pytest
@@ -122,3 +124,20 @@ def test_reuses_a_trained_model(toy_adata):
     with pytest.raises(ValueError, match="another AnnData"):
         sne.tl.neuron_edit(toy_adata.copy(), {"condition": "control"}, {"condition": "treated"},
                            apply_to={"condition": "control"}, model=model)
+
+
+def test_a_model_that_saw_the_held_out_target_warns(toy_adata):
+    model = sne.NeuronEditor(toy_adata, hidden=(32,), n_latent=8)
+    model.train(max_epochs=2, progress=False, device="cpu")  # all cells: C treated included
+    with pytest.warns(UserWarning, match=r"model was trained on 60 'treated' cells of "
+                                         r"predict_for='C'.*not out of sample"):
+        sne.tl.predict_perturbation(toy_adata, "condition", predict_for="C", model=model,
+                                    progress=False, **PERTURB)
+    held_out = ((toy_adata.obs.cell_type == "C") & (toy_adata.obs.condition == "treated")).to_numpy()
+    model.train(cells=~held_out, max_epochs=2, progress=False, device="cpu")
+    np.testing.assert_array_equal(model.trained_rows, np.flatnonzero(~held_out))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="model was trained", category=UserWarning)
+        out = sne.tl.predict_perturbation(toy_adata, "condition", predict_for="C", model=model,
+                                          inplace=False, progress=False, **PERTURB)
+    assert out.n_obs == 60

@@ -15,6 +15,8 @@ _N_GRID = 512
 _MIN_BANDWIDTH = 0.02
 #: Show the share of exact zeros in a panel when a batch has at least this much.
 _SHOW_ZEROS = 0.05
+#: A row with such a note gets this much more height, so the note sits above the curves.
+_NOTE_HEADROOM = 1.3
 
 _COLUMNS = ("reference, before", "reference, after", "other cells, before", "other cells, after")
 
@@ -212,6 +214,8 @@ def batch_densities(adata, markers: Sequence[str] | str, key: str = "batch_corre
                 ax.set_xlabel(layer or "X", fontsize=8)
         axes[r, 0].set_ylabel(f"{label}\ndensity", fontsize=8)
         top = max(a.get_ylim()[1] for a in axes[r])  # one y scale per row, as sharey would
+        if any(a.texts for a in axes[r]):
+            top *= _NOTE_HEADROOM  # room above the curves for the "zeros" note
         for a in axes[r]:
             a.set_ylim(0, top)
             if a is not axes[r, 0]:
@@ -222,4 +226,4 @@ def batch_densities(adata, markers: Sequence[str] | str, key: str = "batch_corre
         legend_rows = -(-len(levels) // 8)  # at most 8 entries a row, rows filled evenly
         fig.legend(handles, levels, title=params["batch_key"], loc="outside upper center",
                    ncols=-(-len(levels) // legend_rows), frameon=False, fontsize=8, title_fontsize=8)
-    return finish(fig, show=show, save=save)
+    return finish(fig, show=show, save=save, name="batch_densities")

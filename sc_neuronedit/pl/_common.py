@@ -47,20 +47,42 @@ def panels(ax, n: int, *, ncols: int, panel_size: tuple[float, float], **subplot
     return given[0].figure, given, False
 
 
-def finish(fig, *, show: bool | None, save, tight: bool = False):
+def save_path(save, name: str) -> Path | None:
+    """Where ``save=`` asks to write: a path as given, ``True`` scanpy's figure folder.
+
+    ``True`` gives ``sc.settings.figdir / f"{name}{sc.settings.plot_suffix}.{sc.settings.file_format_figs}"``
+    (the folder is created, as scanpy does); ``None`` or ``False``, nothing.
+    """
+    if save is None or save is False:
+        return None
+    if save is True:
+        import scanpy as sc
+
+        folder = Path(sc.settings.figdir)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{name}{sc.settings.plot_suffix}.{sc.settings.file_format_figs}"
+    if not isinstance(save, (str, Path)):
+        raise TypeError(f"save must be a file path, True (scanpy's figdir) or None, got "
+                        f"{type(save).__name__}.")
+    path = Path(save)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"save={str(save)!r}: the folder {str(path.parent)!r} does not exist.")
+    return path
+
+
+def finish(fig, *, show: bool | None, save, name: str, tight: bool = False):
     """Lay out, save and show ``fig`` like scanpy's plotting functions.
 
-    ``save`` is a file path (the format follows its suffix). With ``show=True``
+    ``save`` is a file path (the format follows its suffix) or ``True`` (see
+    :func:`save_path`; ``name`` is the plot's name there). With ``show=True``
     the figure is shown and ``None`` returned; otherwise the figure is returned.
     """
     import matplotlib.pyplot as plt
 
     if tight:
         fig.tight_layout()
-    if save is not None:
-        path = Path(save)
-        if not path.parent.is_dir():
-            raise FileNotFoundError(f"save={str(save)!r}: the folder {str(path.parent)!r} does not exist.")
+    path = save_path(save, name)
+    if path is not None:
         fig.savefig(path, dpi=SAVE_DPI, bbox_inches="tight")
     if show:
         plt.show()
@@ -76,7 +98,8 @@ COMMON_PARAMS = """ax
         figure is returned and Jupyter displays it.
     save
         File path to save the figure to (format from the suffix, e.g. ``.png``,
-        ``.pdf``), at 150 dpi."""
+        ``.pdf``), at 150 dpi; ``True`` writes it to scanpy's
+        ``sc.settings.figdir`` as ``<plot name><sc.settings.plot_suffix>.<sc.settings.file_format_figs>``."""
 
 
 #: The first lines of the examples that plot a prediction on the Kang data.

@@ -46,4 +46,4 @@ def edit_curves(adata, key: str = "predicted_perturbation", *, n_neurons: int = 
         ax.set_ylabel("shift", fontsize=8)
     if created:
         fig.suptitle("Per-neuron edit: shift vs activation")
-    return finish(fig, show=show, save=save, tight=created)
+    return finish(fig, show=show, save=save, name="edit_curves", tight=created)

@@ -116,16 +116,33 @@ def reg_mean(adata, key: str = "predicted_perturbation", *, observed=None,
     ax.plot([low, top], [low, top], color="grey", lw=0.7, ls="--")
     fit = stats.linregress(m_real, m_pred)
     ax.plot([low, top], [fit.intercept + fit.slope * low, fit.intercept + fit.slope * top], color="C0", lw=1)
-    for i in label_idx:  # alternate sides so that neighbouring labels do not overlap
-        right = len(ax.texts) % 2 == 0
-        ax.annotate(adata.var_names[i], (m_real[i], m_pred[i]), xytext=(4 if right else -4, 2),
-                    textcoords="offset points", ha="left" if right else "right", fontsize=7)
     what = "X" if layer is None else layer
     ax.set(xlabel=f"observed mean ({what})", ylabel=f"predicted mean ({what})",
            xlim=(low, top), ylim=(low, top))
-    ax.set_title("Per-gene means, predicted vs observed", fontsize=10)
+    ax.set_title(_title(result(adata, key)["params"], observed), fontsize=10)
     ax.legend(frameon=False, fontsize=7, markerscale=2.5, loc="upper left")
-    return finish(fig, show=show, save=save, tight=created)
+    if created:
+        fig.tight_layout()  # before placing labels, which works in display coordinates
+    label_genes(ax, [adata.var_names[i] for i in label_idx], m_real[label_idx], m_pred[label_idx])
+    return finish(fig, show=show, save=save, name="reg_mean")
+
+
+def _title(params, observed) -> str:
+    """Which cells are compared: the held-out group(s) and the condition, when the run says."""
+    if observed is None and "predict_for" in params:
+        groups = ", ".join(map(str, np.atleast_1d(params["predict_for"])))
+        return f"{groups}: predicted vs observed {params['perturbed']}\nper-gene means"
+    return "Per-gene means, predicted vs observed"
+
+
+def label_genes(ax, names, x, y) -> None:
+    """Label points by name without overlaps (adjustText), each tied to its point by a line."""
+    from adjustText import adjust_text
+
+    texts = [ax.text(xi, yi, str(name), fontsize=7) for name, xi, yi in zip(names, x, y)]
+    if texts:
+        adjust_text(texts, x=np.asarray(x, float), y=np.asarray(y, float), ax=ax,
+                    arrowprops=dict(arrowstyle="-", color="dimgrey", lw=0.5))
 
 
 @documented
@@ -171,7 +188,12 @@ def distributions(adata, genes: Sequence[str] | str, key: str = "predicted_pertu
         parts = ax.violinplot([v[:, j] for v in sets.values()], showmedians=True)
         for body, color in zip(parts["bodies"], ("grey", "C0", "C1")):
             body.set_facecolor(color)
+            body.set_alpha(0.6)
+        # matplotlib draws whiskers and medians in C0, which vanishes on the blue body
+        for line in ("cbars", "cmins", "cmaxes", "cmedians"):
+            parts[line].set_color("black")
+            parts[line].set_linewidth(0.8)
         ax.set_xticks([1, 2, 3], list(sets), rotation=45, fontsize=8)
         ax.set_title(g, fontsize=10)
     axes[0].set_ylabel("X" if layer is None else layer)
-    return finish(fig, show=show, save=save, tight=created)
+    return finish(fig, show=show, save=save, name="distributions", tight=created)

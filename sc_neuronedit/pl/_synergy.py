@@ -63,4 +63,4 @@ def synergy(adata, key: str = "synergy", *, score: str = "mean_shift", alpha: fl
     fig.colorbar(image, ax=ax, label=label, shrink=0.9)
     ax.set_title(f"dots: q < {alpha:g}" if len(rows) else f"no feature with q < {alpha:g}",
                  fontsize=9, loc="left")
-    return finish(fig, show=show, save=save, tight=created)
+    return finish(fig, show=show, save=save, name="synergy", tight=created)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import numpy as np
+
 from ._common import documented, finish, panels, result
 
 
@@ -26,11 +28,15 @@ def loss(adata, key: str = "predicted_perturbation", *, ax=None, show: bool | No
     >>> fig = sne.pl.loss(adata, save="loss.png")
     """
     history = adata.history.to_dict() if hasattr(adata, "history") else result(adata, key)["history"]
+    from matplotlib.ticker import MaxNLocator
+
     fig, (ax,), created = panels(ax, 1, ncols=1, panel_size=(4.5, 3.2))
-    ax.plot(history["train_loss"], label="training")
+    epochs = np.arange(1, len(history["train_loss"]) + 1)  # counted from 1, as the progress bar does
+    ax.plot(epochs, history["train_loss"], label="training")
     if len(history["validation_loss"]):
-        ax.plot(history["validation_loss"], label="validation")
-        ax.axvline(history["best_epoch"], color="grey", ls=":", lw=1, label="kept epoch")
+        ax.plot(epochs[: len(history["validation_loss"])], history["validation_loss"], label="validation")
+        ax.axvline(history["best_epoch"] + 1, color="grey", ls=":", lw=1, label="kept epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel="MSE per entry (standardised)", yscale="log", title="Autoencoder training")
     ax.legend(frameon=False)
-    return finish(fig, show=show, save=save, tight=created)
+    return finish(fig, show=show, save=save, name="loss", tight=created)

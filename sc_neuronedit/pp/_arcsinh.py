@@ -25,8 +25,10 @@ def arcsinh(adata, cofactor: float = 5.0, *, layer: str | None = None,
 
     Returns
     -------
-    ``adata.layers[key_added]`` : transformed values (float32). Returns the
-    AnnData if ``copy`` else ``None``.
+    ``adata.layers[key_added]`` : transformed values (float32), and
+    ``adata.uns["arcsinh"]``: ``cofactor`` and ``output`` (the layer written, or
+    ``"X"``), which :func:`sc_neuronedit.write_fcs` reads to undo the transform.
+    Returns the AnnData if ``copy`` else ``None``.
 
     Examples
     --------
@@ -54,4 +56,6 @@ def arcsinh(adata, cofactor: float = 5.0, *, layer: str | None = None,
         adata.X = out
     else:
         adata.layers[layer] = out
+    output = key_added if key_added is not None else (layer if layer is not None else "X")
+    adata.uns["arcsinh"] = {"cofactor": float(cofactor), "output": output}
     return adata if copy else None

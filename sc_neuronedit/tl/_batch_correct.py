@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
 from .. import _anndata as _ad
 from .._edit import fit_quantile_edit
-from .._matrix import column_min, take_rows
+from .._matrix import take_rows
 from .._model import RESIDUAL_BINS, RESIDUAL_MAX_CELLS
 from ._checks import check_input
 from ._editing import population_record, resolve_populations, trained_model
+from ._nonnegative import check_policy, enforce_nonnegative, nonnegative_columns
 from ._results import warn_outside, write_result
 from ._self_check import batch_check, chosen_options, resolve_edit_layer
 
@@ -31,7 +34,8 @@ def batch_correct(
     decode: str = "edited_residual",
     residual_bins: int = RESIDUAL_BINS,
     calibrate: bool = False,
-    keep_zeros: bool = True,
+    nonnegative: str = "keep_zeros",
+    keep_zeros: bool | None = None,
     n_quantiles: int = 100,
     max_epochs: int | None = None,
     model_kwargs: dict | None = None,
@@ -102,12 +106,16 @@ def batch_correct(
         on T cells, scored on the other cells, and the reverse) it transferred
         worse than the uncalibrated edit, as a map fitted to the reference's
         value range extrapolates flatly to cells outside it.
+    nonnegative
+        As in :func:`neuron_edit`, but ``"keep_zeros"`` by default: in features
+        without negative input values (counts, ``arcsinh`` of counts), an
+        input zero stays zero and outputs are clipped at zero. A zero count
+        stays zero under the multiplicative intensity change that a batch
+        effect is, but a decoder spreads the point mass at zero into a cloud,
+        which inflates the spread of markers that most cells lack.
     keep_zeros
-        In features without negative input values (counts, ``arcsinh`` of
-        counts), an input zero stays zero and outputs are clipped at zero. A
-        zero count stays zero under the multiplicative intensity change that a
-        batch effect is, but a decoder spreads the point mass at zero into a
-        cloud, which inflates the spread of markers that most cells lack.
+        Deprecated spelling of ``nonnegative``: ``True`` is
+        ``nonnegative="keep_zeros"``, ``False`` is ``nonnegative="off"``.
     key_added, inplace, decode, residual_bins, n_quantiles
         As in :func:`neuron_edit`.
     max_epochs, model_kwargs, train_kwargs, device, random_state, progress
@@ -142,9 +150,11 @@ def batch_correct(
     from scanpy import logging as logg
 
     check_input(adata, layer=layer, key_added=key_added, writes="all" if inplace else None)
+    nonnegative = _from_keep_zeros(keep_zeros, nonnegative)
     batches = _ad.resolve_groups(adata, batch_key, name="batch_key")
+    _ad.resolve_groups(adata, reference_key, name="reference_key")
     populations = resolve_populations(adata, population_key, groupby=batch_key)
-    reference = _ad.resolve_selection(adata, {reference_key: reference_value}, name="reference")
+    reference = _ad.resolve_selection(adata, {reference_key: reference_value}, name="reference_value")
     levels = list(dict.fromkeys(batches.tolist()))
     if reference_batch is not None and reference_batch not in levels:
         raise ValueError(f"reference_batch={reference_batch!r} not in adata.obs[{batch_key!r}]; "
@@ -170,11 +180,10 @@ def batch_correct(
     X_in = _ad.get_matrix(adata, layer)
     features = _ad.resolve_mask_var(adata, mask_var)
     features = np.ones(adata.n_vars, bool) if features is None else features
-    zero_floor = features & (column_min(X_in) >= 0) if keep_zeros else None
+    columns = nonnegative_columns(X_in, nonnegative)
 
-    def finish(out, rows):  # what every corrected block goes through, in the check too
-        if keep_zeros:
-            _keep_zeros(out, take_rows(X_in, rows), zero_floor)
+    def finish(out, rows):  # what every corrected block goes through, in the self-check too
+        enforce_nonnegative(out, X_in, rows, columns, nonnegative)
 
     checked = None
     if self_check:
@@ -226,7 +235,7 @@ def batch_correct(
                    "reference_value": str(reference_value), "reference_batch": reference_batch,
                    "population_key": population_key,
                    "layer": layer, "decode": decode, "calibrate": calibrate,
-                   "keep_zeros": keep_zeros, "n_quantiles": n_quantiles,
+                   "nonnegative": nonnegative, "n_quantiles": n_quantiles,
                    "residual_bins": residual_bins, "n_features": model.n_features, **model.config,
                    "edit_layer": model.edit_layer, "train": model.train_params},
         "history": model.history.to_dict(),
@@ -257,9 +266,14 @@ def _calibrate(values, source, goal, goal_weights, n_quantiles) -> np.ndarray:
     return edit.apply(torch.as_tensor(values, dtype=torch.float32)).numpy()
 
 
-def _keep_zeros(out: np.ndarray, original: np.ndarray, columns: np.ndarray) -> None:
-    """In place: in ``columns`` (non-negative features), zeros stay zero, nothing goes below."""
-    cols = np.flatnonzero(columns)
-    block = np.maximum(out[:, cols], 0)
-    block[original[:, cols] == 0] = 0
-    out[:, cols] = block
+def _from_keep_zeros(keep_zeros, nonnegative: str) -> str:
+    """The policy named by the deprecated ``keep_zeros=`` flag, which only ``batch_correct`` had."""
+    if keep_zeros is None:
+        return check_policy(nonnegative)
+    implied = "keep_zeros" if keep_zeros else "off"
+    if nonnegative not in ("keep_zeros", implied):
+        raise ValueError(f"keep_zeros={keep_zeros!r} contradicts nonnegative={nonnegative!r}; "
+                         "pass nonnegative= only.")
+    warnings.warn(f"keep_zeros= is deprecated; pass nonnegative={implied!r} instead.",
+                  FutureWarning, stacklevel=3)
+    return implied

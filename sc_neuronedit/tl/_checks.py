@@ -76,9 +76,11 @@ def _warn_if_counts(X, what: str, stacklevel: int) -> None:
     if np.issubdtype(values.dtype, np.integer) or np.array_equal(values, np.round(values)):
         warnings.warn(
             f"{what} holds only non-negative whole numbers (up to {values.max():g}): this looks like "
-            "raw counts. Neuron editing expects log-normalised values (sc.pp.normalize_total then "
-            "sc.pp.log1p) or, for cytometry, arcsinh-transformed values (sne.pp.arcsinh); use "
-            "layer= to pass a transformed layer.", UserWarning, stacklevel=stacklevel)
+            "raw counts. Neuron editing expects log-normalised values: keep the counts and "
+            "normalise with adata.layers['counts'] = adata.X.copy(); sc.pp.normalize_total(adata); "
+            "sc.pp.log1p(adata). For cytometry, transform with sne.pp.arcsinh(adata, 5) and pass "
+            "layer='arcsinh'. Without cell types for groupby=, cluster and annotate first "
+            "(tutorials/05_from_counts_without_labels.ipynb).", UserWarning, stacklevel=stacklevel)
 
 
 def check_min_cells(counts: dict, minimum: int, *, what: str, fix: str) -> None:

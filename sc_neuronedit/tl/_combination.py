@@ -14,6 +14,7 @@ from .._model import RESIDUAL_BINS, NeuronEditor
 from .._synergy import bliss_excess, subsampled_energy, synergy_table
 from ._checks import check_input, check_min_cells
 from ._editing import resolve_populations, trained_model, usable_model
+from ._nonnegative import enforce_nonnegative, nonnegative_columns
 from ._results import to_uns, warn_outside, write_result
 
 #: Fewer cells than this in a condition is an error.
@@ -37,6 +38,7 @@ def predict_combination(
     bliss_quantile: float = 0.95,
     decode: str = "edited_residual",
     residual_bins: int = RESIDUAL_BINS,
+    nonnegative: str = "clip",
     n_quantiles: int = 100,
     max_epochs: int | None = None,
     model: NeuronEditor | None = None,
@@ -79,7 +81,7 @@ def predict_combination(
         ``obs[f"{key_added}_route"]`` and ``uns[key_added]``.
     n_resamples, bliss_quantile
         As in :func:`synergy` (used only with ``combination``).
-    decode, residual_bins, n_quantiles, max_epochs, model
+    decode, residual_bins, nonnegative, n_quantiles, max_epochs, model
         As in :func:`neuron_edit`.
     model_kwargs, train_kwargs, device, random_state, progress
         As in :func:`neuron_edit`.
@@ -111,7 +113,7 @@ def predict_combination(
     pairs = {combination or f"{drug_a}+{drug_b}": (drug_a, drug_b)}
     run = _Run(adata, condition_key, control=control, pairs=pairs, measured=combination is not None,
                layer=layer, mask_var=mask_var, population_key=population_key,
-               edit_layer=edit_layer, key_added=key_added, decode=decode,
+               edit_layer=edit_layer, key_added=key_added, decode=decode, nonnegative=nonnegative,
                residual_bins=residual_bins, n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
                model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
                random_state=random_state, progress=progress)
@@ -148,6 +150,7 @@ def synergy(
     bliss_quantile: float = 0.95,
     decode: str = "edited_residual",
     residual_bins: int = RESIDUAL_BINS,
+    nonnegative: str = "clip",
     n_quantiles: int = 100,
     max_epochs: int | None = None,
     model: NeuronEditor | None = None,
@@ -209,8 +212,9 @@ def synergy(
         reused; each rerun relearns the edits).
     bliss_quantile
         Control quantile that defines a responding cell.
-    layer, mask_var, population_key, edit_layer, key_added, decode, residual_bins, n_quantiles
-        As in :func:`predict_combination`.
+    layer, mask_var, population_key, edit_layer, key_added, decode, residual_bins, nonnegative, n_quantiles
+        As in :func:`predict_combination`; ``nonnegative`` applies to the
+        prediction the measured cells are compared with, and to each rerun.
     max_epochs, model, model_kwargs, train_kwargs, device, random_state, progress
         As in :func:`predict_combination`.
 
@@ -240,7 +244,7 @@ def synergy(
         raise ValueError('combinations must be a non-empty mapping {"A+B": ("A", "B"), ...}.')
     run = _Run(adata, condition_key, control=control, pairs=dict(combinations), measured=True,
                layer=layer, mask_var=mask_var, population_key=population_key,
-               edit_layer=edit_layer, key_added=key_added, decode=decode,
+               edit_layer=edit_layer, key_added=key_added, decode=decode, nonnegative=nonnegative,
                residual_bins=residual_bins, n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
                model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
                random_state=random_state, progress=progress, writes="uns")
@@ -256,8 +260,8 @@ class _Run:
     """One trained model and the cells of each condition; computes routes and scores."""
 
     def __init__(self, adata, condition_key, *, control, pairs, measured, layer, mask_var,
-                 population_key, edit_layer, key_added, decode, n_quantiles, model, max_epochs,
-                 model_kwargs, train_kwargs, device, random_state, progress, writes="all",
+                 population_key, edit_layer, key_added, decode, nonnegative, n_quantiles, model,
+                 max_epochs, model_kwargs, train_kwargs, device, random_state, progress, writes="all",
                  residual_bins=RESIDUAL_BINS):
         from scanpy import logging as logg
 
@@ -286,6 +290,8 @@ class _Run:
         self.condition_key, self.layer, self.decode = condition_key, layer, decode
         self.n_quantiles, self.random_state = n_quantiles, random_state
         self.residual_bins = residual_bins
+        self.nonnegative = nonnegative
+        self._nonnegative_columns = nonnegative_columns(self.X, nonnegative)
         features = _ad.resolve_mask_var(adata, mask_var)
         self.features = np.ones(adata.n_vars, bool) if features is None else features
         self.start = logg.info(f"neuron editing of {len(pairs)} drug combination(s)")
@@ -301,10 +307,13 @@ class _Run:
         self.model, self.population_key = model, population_key
         self._values = {}
 
+    def index(self, condition, idx=None) -> np.ndarray:
+        """Rows of ``adata`` of a condition's cells (or of ``idx`` among them)."""
+        return self.cells[condition] if idx is None else self.cells[condition][idx]
+
     def rows(self, condition, idx=None) -> np.ndarray:
         """Full-width values of a condition's cells (or of ``idx`` among them)."""
-        cells = self.cells[condition] if idx is None else self.cells[condition][idx]
-        return take_rows(self.X, cells)
+        return take_rows(self.X, self.index(condition, idx))
 
     def _edit_onto(self, drug, cells_of, *, picks=None):
         """Edit control -> ``drug`` applied to the cells of ``cells_of``.
@@ -318,9 +327,12 @@ class _Run:
                                      residual=self.decode == "edited_residual",
                                      residual_bins=self.residual_bins,
                                      random_state=self.random_state)
-        return edit, self.model.apply_edit(self.rows(cells_of, pick[cells_of]), edit,
-                                           populations=self.labels(cells_of, picks=pick),
-                                           decode=self.decode)
+        cells = self.index(cells_of, pick[cells_of])
+        values = self.model.apply_edit(take_rows(self.X, cells), edit,
+                                       populations=self.labels(cells_of, picks=pick),
+                                       decode=self.decode)
+        return edit, enforce_nonnegative(values, self.X, cells, self._nonnegative_columns,
+                                         self.nonnegative)
 
     def labels(self, *conditions, picks=None):
         """Population labels of a condition's (resampled) cells; a tuple of them for several."""
@@ -426,8 +438,8 @@ class _Run:
             "params": {"condition_key": self.condition_key, "control": self.control,
                        "combinations": {k: list(v) for k, v in self.pairs.items()},
                        "layer": self.layer, "population_key": self.population_key,
-                       "decode": self.decode, "n_quantiles": self.n_quantiles,
-                       "residual_bins": self.residual_bins,
+                       "decode": self.decode, "nonnegative": self.nonnegative,
+                       "n_quantiles": self.n_quantiles, "residual_bins": self.residual_bins,
                        "n_features": m.n_features, **m.config,
                        "edit_layer": m.edit_layer, "train": m.train_params},
             "history": m.history.to_dict(),

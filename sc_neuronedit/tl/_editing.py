@@ -11,6 +11,7 @@ import numpy as np
 from .. import _anndata as _ad
 from .._model import NeuronEditor
 from ._checks import MIN_EDIT_CELLS, check_min_cells
+from ._nonnegative import enforce_nonnegative, nonnegative_columns
 from ._results import warn_outside
 
 
@@ -55,8 +56,8 @@ def trained_model(adata, *, cells, layer, mask_var, edit_layer, max_epochs, mode
 
 def edit_cells(
     adata, source_mask, target_mask, apply_mask, *, train_mask, layer, mask_var, groups,
-    populations, edit_layer, decode, n_quantiles, residual_bins, max_epochs, model, model_kwargs,
-    train_kwargs, device, random_state, progress,
+    populations, edit_layer, decode, n_quantiles, residual_bins, nonnegative, max_epochs, model,
+    model_kwargs, train_kwargs, device, random_state, progress,
 ):
     """Train (unless ``model`` is given), learn the edit, apply it; write nothing.
 
@@ -66,6 +67,7 @@ def edit_cells(
     """
     from scanpy import logging as logg
 
+    columns = nonnegative_columns(_ad.get_matrix(adata, layer), nonnegative)
     check_min_cells({"source": source_mask.sum(), "target": target_mask.sum()}, MIN_EDIT_CELLS,
                     what="the edit's source and target", fix="Widen the selections (or groups).")
     start = logg.info(
@@ -84,13 +86,15 @@ def edit_cells(
     edit = model.learn_edit(source_mask, target_mask, n_quantiles=n_quantiles, groupby=groups,
                             populations=populations, residual=decode == "edited_residual",
                             residual_bins=residual_bins, random_state=random_state)
-    values = model.apply_edit(apply_mask, edit, populations=populations, decode=decode)
+    values = enforce_nonnegative(
+        model.apply_edit(apply_mask, edit, populations=populations, decode=decode),
+        _ad.get_matrix(adata, layer), np.flatnonzero(apply_mask), columns, nonnegative)
     stats = model.edit_statistics(apply_mask, edit, populations=populations)
     outside = float(stats["outside_fraction"].mean())
     warn_outside(outside, "the edited cells", depth=2)
     uns = {
         "params": {
-            "layer": layer, "decode": decode, "n_quantiles": n_quantiles,
+            "layer": layer, "decode": decode, "nonnegative": nonnegative, "n_quantiles": n_quantiles,
             "residual_bins": residual_bins,
             "n_features": model.n_features, **model.config, "edit_layer": model.edit_layer,
             "train": model.train_params,

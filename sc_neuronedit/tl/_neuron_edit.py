@@ -36,6 +36,7 @@ def neuron_edit(
     inplace: bool = True,
     decode: str = "edited_residual",
     residual_bins: int = RESIDUAL_BINS,
+    nonnegative: str = "clip",
     n_quantiles: int = 100,
     max_epochs: int | None = None,
     model: NeuronEditor | None = None,
@@ -108,6 +109,14 @@ def neuron_edit(
     residual_bins
         Level bins of the residual edit (``decode="edited_residual"``); see
         :meth:`NeuronEditor.learn_edit`.
+    nonnegative
+        What predictions of features without negative input values (e.g.
+        log-normalised expression) may do below zero. ``"clip"`` (default):
+        set to zero, so that scanpy's fold changes (``log2`` of the mean) stay
+        defined. ``"keep_zeros"``: also keep an input zero at zero (suits
+        batch effects; for a perturbation it would erase genes that switch
+        on). ``"off"``: as decoded. Features with negative input values (e.g.
+        arcsinh cytometry) are never touched.
     n_quantiles
         Knots of the per-neuron edit.
     max_epochs
@@ -170,8 +179,8 @@ def neuron_edit(
                          "at a time: pass groupby=.")
     settings = dict(layer=layer, mask_var=mask_var, max_epochs=max_epochs, model_kwargs=model_kwargs,
                     train_kwargs=train_kwargs, decode=decode, n_quantiles=n_quantiles,
-                    residual_bins=residual_bins, device=device, random_state=random_state,
-                    progress=progress)
+                    residual_bins=residual_bins, nonnegative=nonnegative, device=device,
+                    random_state=random_state, progress=progress)
     default_train = masks["source"] | masks["target"] | masks["apply_to"]
     edit_layer, populations, checked = checked_choice(
         adata, edit_layer=edit_layer, self_check=self_check, model=model, populations=populations,

@@ -28,6 +28,7 @@ def predict_perturbation(
     inplace: bool = True,
     decode: str = "edited_residual",
     residual_bins: int = RESIDUAL_BINS,
+    nonnegative: str = "clip",
     n_quantiles: int = 100,
     max_epochs: int | None = None,
     model: NeuronEditor | None = None,
@@ -92,7 +93,14 @@ def predict_perturbation(
         Write into ``adata`` (default) or return a new AnnData of the
         predicted cells (``obs[condition_key]`` set to ``f"{perturbed} (predicted)"``),
         ready to concatenate with observed cells.
-    decode, residual_bins, n_quantiles, max_epochs, model
+    model
+        A trained :class:`NeuronEditor` on ``adata`` to reuse instead of
+        training (train once, predict many groups or forms). For an out-of-sample
+        prediction it must not have seen the perturbed cells of ``predict_for``:
+        train it with ``cells=`` excluding them. When it has (known from
+        ``model.trained_rows``; not after :meth:`NeuronEditor.load`), a
+        ``UserWarning`` says how many.
+    decode, residual_bins, nonnegative, n_quantiles, max_epochs
         As in :func:`neuron_edit`.
     model_kwargs, train_kwargs, device, random_state, progress
         As in :func:`neuron_edit`.
@@ -121,11 +129,13 @@ def predict_perturbation(
     >>> predicted = adata[adata.obs["predicted_perturbation_edited"]].layers["predicted_perturbation"]
     """
     check_input(adata, layer=layer, key_added=key_added, writes="all" if inplace else None)
+    # Columns first, so that a wrong column is named by its own argument, not by a value's.
+    _ad.resolve_groups(adata, condition_key, name="condition_key")
+    groups = _ad.resolve_groups(adata, groupby)
     control_mask = _ad.resolve_selection(adata, {condition_key: control}, name="control")
     perturbed_mask = _ad.resolve_selection(adata, {condition_key: perturbed}, name="perturbed")
     if control == perturbed:
         raise ValueError("control and perturbed must be different conditions.")
-    groups = _ad.resolve_groups(adata, groupby)
     held_out = _ad.resolve_selection(adata, {groupby: predict_for}, name="predict_for")
     populations = resolve_populations(adata, population_key, groupby=groupby)
 
@@ -142,10 +152,12 @@ def predict_perturbation(
         )
     learn = other & np.isin(groups, both)
     train_mask = ~(held_out & perturbed_mask)
+    if model is not None:
+        _warn_if_seen(model, adata, held_out & perturbed_mask, predict_for, perturbed)
     settings = dict(layer=layer, mask_var=mask_var, max_epochs=max_epochs, model_kwargs=model_kwargs,
                     train_kwargs=train_kwargs, decode=decode, n_quantiles=n_quantiles,
-                    residual_bins=residual_bins, device=device, random_state=random_state,
-                    progress=progress)
+                    residual_bins=residual_bins, nonnegative=nonnegative, device=device,
+                    random_state=random_state, progress=progress)
     edit_layer, populations, checked = checked_choice(
         adata, edit_layer=edit_layer, self_check=self_check, model=model, populations=populations,
         source=learn & control_mask, target=learn & perturbed_mask, groups=groups,
@@ -166,3 +178,18 @@ def predict_perturbation(
         adata, key_added=key_added, X_in=_ad.get_matrix(adata, layer), rows=rows, values=values,
         uns=uns, inplace=inplace, obs_update={condition_key: f"{perturbed} (predicted)"}, start=start,
     )
+
+
+def _warn_if_seen(model, adata, target, predict_for, perturbed) -> None:
+    """Warn when ``model`` was trained on cells of the held-out group's target condition."""
+    import warnings
+
+    if model.trained_rows is None or model.adata is not adata:
+        return
+    seen = int(target[model.trained_rows].sum())
+    if seen:
+        warnings.warn(
+            f"model was trained on {seen} {perturbed!r} cells of predict_for={predict_for!r}, the "
+            "cells being predicted: the prediction is not out of sample. Train the model without "
+            "them, e.g. model.train(cells=~held_out) with held_out marking those cells.",
+            UserWarning, stacklevel=3)

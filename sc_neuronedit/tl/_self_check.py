@@ -13,6 +13,7 @@ from .. import _anndata as _ad
 from .. import _self_check as check
 from .._matrix import take_rows
 from ._editing import trained_model
+from ._nonnegative import enforce_nonnegative, nonnegative_columns
 
 #: Training settings of a given model that the self-check's extra autoencoders copy.
 _TRAIN_KEYS = ("max_epochs", "batch_size", "lr", "weight_decay", "validation_fraction", "patience",
@@ -47,7 +48,7 @@ def checked_choice(adata, *, edit_layer, self_check, model, populations, **kwarg
 
 def perturbation_check(adata, *, source, target, groups, populations, train_mask, layer, mask_var,
                        model, model_kwargs, train_kwargs, max_epochs, decode, n_quantiles,
-                       residual_bins, device, random_state, progress):
+                       residual_bins, nonnegative, device, random_state, progress):
     """Inner leave-one-group-out over the groups holding both ``source`` and ``target`` cells.
 
     Returns the long table (with a ``chosen`` column) and the summary dict.
@@ -62,6 +63,11 @@ def perturbation_check(adata, *, source, target, groups, populations, train_mask
             train_kwargs["patience"] = None
         max_epochs, mask_var, layer = None, model._feature_mask, model.layer
 
+    columns = nonnegative_columns(X, nonnegative)
+
+    def finish(values, rows):  # the inner predictions go through the policy the output does
+        enforce_nonnegative(values, X, rows, columns, nonnegative)
+
     def make_model(edit_layer, cells):
         return trained_model(adata, cells=cells, layer=layer, mask_var=mask_var, edit_layer=edit_layer,
                              max_epochs=max_epochs, model_kwargs=model_kwargs,
@@ -75,7 +81,8 @@ def perturbation_check(adata, *, source, target, groups, populations, train_mask
         train_mask=train_mask,
         learn_options=dict(n_quantiles=n_quantiles, residual=decode == "edited_residual",
                            residual_bins=residual_bins, random_state=random_state),
-        apply_options=dict(decode=decode), random_state=random_state, progress=logg.info)
+        apply_options=dict(decode=decode), finish=finish, random_state=random_state,
+        progress=logg.info)
     chosen, summary = check.choose(table)
     table["chosen"] = table["candidate"] == chosen
     logg.info(f"    self-check: {check.summary_line(summary)}", time=start)
