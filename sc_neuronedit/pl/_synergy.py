@@ -79,7 +79,8 @@ def synergy(adata, key: str = "synergy", *, rows: str | None = None, score: str 
     """
     res = _tables(adata, key)
     if rows is None:
-        rows = "population" if res["params"].get("population_key") and "tests" in res else "combination"
+        rows = ("population" if res.get("params", {}).get("population_key") and "tests" in res
+                else "combination")
     if rows == "combination":
         choices = ("mean_shift", "median_shift", "bliss_excess")
         if score not in choices:

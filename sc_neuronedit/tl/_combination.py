@@ -214,8 +214,9 @@ def synergy(
     of the single-drug effects (control vs A, control vs B): 0 is no
     synergy, 1 a deviation as large as a single drug's effect;
     ``route_agreement``, the same ratio between the two routes; ``pvalue``,
-    Holm over the combination's family of tests (``n_tests`` of them): the
-    smallest p-value times ``n_tests``.
+    Bonferroni over features of the smallest pooled mean p-value (the wide
+    tables' test); ``family_pvalue``, Holm over the combination's whole family
+    in ``tests`` (``n_tests`` of them: the smallest p-value times ``n_tests``).
 
     Parameters
     ----------
@@ -407,6 +408,9 @@ class _Run:
         if n_resamples < 2:
             raise ValueError(f"n_resamples must be at least 2, got {n_resamples}.")
         rng = np.random.default_rng(self.random_state)
+        # The observed cells' resamples from a stream of their own: the pipeline's reruns, and
+        # so the pooled tables, stay what they were before the observed quantiles were tested.
+        rng_observed = np.random.default_rng([self.random_state, 1])
 
         def resample(n):
             return rng.integers(0, n, n)
@@ -441,7 +445,7 @@ class _Run:
                 boot_labels = (None if predicted_labels is None else
                                np.concatenate([self.labels(o, picks=picks) for o in (b, a)]))
                 boot_stats.append(grouped_statistics(np.vstack(values), boot_labels, pops))
-                again = resample(len(observed))
+                again = rng_observed.integers(0, len(observed), len(observed))
                 obs_stats.append(grouped_statistics(
                     observed[again], None if observed_labels is None else observed_labels[again],
                     pops))
@@ -469,7 +473,8 @@ class _Run:
                 "energy_score": subsampled_energy(observed, predicted, random_state=self.random_state)
                 / self.effect_size(a, b),
                 "route_agreement": gap["route_energy_ratio"],
-                "pvalue": float(holm(family["pvalue"].to_numpy()).min()),
+                "pvalue": min(1.0, float(table["pvalue"].min()) * len(table)),
+                "family_pvalue": float(holm(family["pvalue"].to_numpy()).min()),
                 "n_tests": len(family),
             }
         wide = {col: pd.DataFrame({lab: t[col] for lab, t in tables.items()}).T
@@ -485,7 +490,8 @@ class _Run:
         summary.index.name = "combination"
         summary = summary.astype({"drug_a": str, "drug_b": str, "n_observed": int,
                                   "n_predicted": int, "energy_score": float,
-                                  "route_agreement": float, "pvalue": float, "n_tests": int})
+                                  "route_agreement": float, "pvalue": float,
+                                  "family_pvalue": float, "n_tests": int})
         tests = pd.concat(tests, ignore_index=True)[list(TEST_COLUMNS)]
         excluded = pd.DataFrame(excluded, columns=["combination", "population", "cells"])
         if len(excluded):
