@@ -163,3 +163,30 @@ def test_population_missing_from_a_condition_is_left_out_and_listed(tmp_path):
         {"combination": "AB", "population": "R", "cells": res["excluded_populations"].iloc[0]["cells"]}]
     back = ad.read_h5ad(_written(tmp_path, res)).uns["synergy"]
     assert list(back["excluded_populations"]["population"]) == ["R"]
+
+
+def test_population_heatmap_and_distributions(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    adata = drugs(1.5, n=150, seed=3)
+    sne.tl.predict_combination(adata, "condition", control="ctrl", drug_a="A", drug_b="B",
+                               combination="AB", **{**FAST, "population_key": "population"})
+    fig = sne.pl.synergy(adata, "combination")  # a population run: populations x features
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["all", "P", "Q", "R"]
+    dots = ax.collections[0].get_offsets()
+    assert dots.tolist() == [[4, 0], [4, 1]]  # feature 4 (x) in "all" and P (rows 0, 1)
+    fig.savefig(tmp_path / "populations.png", dpi=100)
+    rows = sne.pl.synergy(adata, "combination", rows="combination").axes[0].get_yticklabels()
+    assert [t.get_text() for t in rows] == ["AB"]
+    fig = sne.pl.synergy_distributions(adata, "4", population="P")
+    ax = fig.axes[0]
+    assert [t.get_text().split(" (")[0] for t in ax.get_legend().get_texts()] == [
+        "observed", "predicted"]
+    assert "mean +" in ax.get_title(loc="left")  # the tests row of P, feature 4
+    fig.savefig(tmp_path / "distributions.png", dpi=100)
+    with pytest.raises(ValueError, match="statistic must be one of"):
+        sne.pl.synergy(adata, "combination", statistic="q99")
+    with pytest.raises(ValueError, match="population='S' has no AB cells"):
+        sne.pl.synergy_distributions(adata, "4", population="S")
