@@ -230,6 +230,13 @@ def report(reps, meta, args) -> str:
         f"({np.mean([o['seconds'] for o in reps]):.1f} s per replicate for the two synergy calls, "
         f"{args.workers} worker(s), torch threads {args.threads}, 2 CPU cores shared with other "
         f"jobs); autoencoder trained once in {meta['train_s']:.0f} s.", "",
+    ]
+    planned = args.null_reps + args.power_reps * len(meta["gammas"]) * len(DESIGNS)
+    if len(reps) < planned:
+        lines += [f"**Partial run: {len(reps)} of {planned} planned replicates** ({len(null)} null, "
+                  f"{len(reps) - len(null)} power; the run was stopped and re-reported from its "
+                  "last dump with `--load`). Rates below are from these replicates only.", ""]
+    lines += [
         "k-means populations vs the gate (Ref cells):", "",
         *markdown(meta["crosstab"]), "",
     ]
