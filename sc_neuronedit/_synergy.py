@@ -6,6 +6,8 @@ replicates come in as arrays.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -113,3 +115,143 @@ def welch_df(total, *parts) -> np.ndarray:
     """
     denom = sum(v**2 / max(dof, 1) for v, dof in parts)
     return np.asarray(total) ** 2 / np.maximum(denom, 1e-300)
+
+
+#: The statistics tested per population and feature: the mean and three quantiles.
+STATISTICS = ("mean", "q10", "q50", "q90")
+_QUANTILES = (0.1, 0.5, 0.9)
+
+#: Columns of the tidy ``tests`` table, in order.
+TEST_COLUMNS = ("combination", "population", "feature", "statistic", "n_observed", "n_predicted",
+                "estimate", "se", "pvalue", "qvalue")
+
+
+def distribution_statistics(M) -> np.ndarray:
+    """:data:`STATISTICS` of each column of ``M``: ``(len(STATISTICS), n_features)``.
+
+    Quantiles as well as the mean, because an interaction that moves only a
+    subset of a population's cells shifts one tail far more than the mean.
+    The quantiles are Harrell-Davis estimates (a Beta-weighted mean of all
+    order statistics): the sample quantile takes one of a few values over
+    bootstrap resamples, so its bootstrap variance is noisy and sometimes far
+    too small, which gave p-values far below their nominal rate.
+    """
+    M = np.sort(_dense(M), axis=0)
+    return np.vstack([M.mean(0)[None], harrell_davis_weights(len(M)) @ M])
+
+
+@functools.lru_cache(maxsize=64)
+def harrell_davis_weights(n: int) -> np.ndarray:
+    """``(len(_QUANTILES), n)`` weights of the sorted values for Harrell-Davis quantiles."""
+    edges = np.arange(n + 1) / n
+    out = np.empty((len(_QUANTILES), n))
+    for i, q in enumerate(_QUANTILES):
+        out[i] = np.diff(stats.beta.cdf(edges, q * (n + 1), (1 - q) * (n + 1)))
+    out.flags.writeable = False
+    return out
+
+
+def grouped_statistics(M, labels, groups) -> np.ndarray:
+    """:func:`distribution_statistics` of the rows of each group, ``"all"`` = every row.
+
+    Returns ``(len(groups), len(STATISTICS), n_features)``; a group without rows is NaN.
+    """
+    M, labels = _dense(M), np.asarray(labels)
+    out = np.full((len(groups), len(STATISTICS), M.shape[1]), np.nan)
+    for i, g in enumerate(groups):
+        rows = slice(None) if g == "all" else labels == g
+        if g == "all" or rows.any():
+            out[i] = distribution_statistics(M[rows])
+    return out
+
+
+def population_tests(observed, observed_labels, predicted, predicted_labels, replicates,
+                     observed_replicates, *, populations, features) -> pd.DataFrame:
+    """Observed minus predicted :data:`STATISTICS` per population and feature, with p-values.
+
+    Parameters
+    ----------
+    observed, predicted
+        Cells x features: the measured combination and the no-interaction prediction.
+    observed_labels, predicted_labels
+        Population of each observed and predicted cell.
+    replicates
+        ``(n_resamples, len(populations), len(STATISTICS), n_features)``: the
+        prediction's statistics when the whole pipeline (cells -> edits ->
+        prediction) is rerun on bootstrap resamples; their spread is the
+        prediction's standard error.
+    observed_replicates
+        The same shape, from bootstrap resamples of the observed cells; used for
+        the quantiles' standard error (the mean's is ``sd / sqrt(n)``).
+    populations
+        The population labels to test; ``"all"`` means every cell (the pooled test).
+    features
+        Feature names.
+
+    Returns
+    -------
+    Long DataFrame with columns ``population``, ``feature``, ``statistic``,
+    ``n_observed``, ``n_predicted``, ``estimate`` (observed minus predicted),
+    ``se`` and ``pvalue`` (two-sided, against a t distribution with
+    Welch-Satterthwaite degrees of freedom, see :func:`welch_df`, each bootstrap
+    variance's own counted from the reruns' kurtosis; a z of a bootstrap SE, since
+    30 reruns cannot give an empirical p below 1/31). Quantiles are Harrell-Davis
+    estimates (:func:`distribution_statistics`).
+    """
+    observed, predicted = _dense(observed), _dense(predicted)
+    observed_labels, predicted_labels = np.asarray(observed_labels), np.asarray(predicted_labels)
+    replicates, observed_replicates = np.asarray(replicates), np.asarray(observed_replicates)
+    estimate = (grouped_statistics(observed, observed_labels, populations)
+                - grouped_statistics(predicted, predicted_labels, populations))
+    var_boot = np.var(replicates, axis=0, ddof=1)
+    var_obs = np.var(observed_replicates, axis=0, ddof=1)
+    df_obs = _effective_dof(observed_replicates)
+    n_obs = np.array([len(observed) if p == "all" else int(np.sum(observed_labels == p))
+                      for p in populations])
+    n_pred = np.array([len(predicted) if p == "all" else int(np.sum(predicted_labels == p))
+                       for p in populations])
+    for i, p in enumerate(populations):  # the mean's own SE is exact: no bootstrap noise
+        rows = observed if p == "all" else observed[observed_labels == p]
+        var_obs[i, 0] = rows.var(0, ddof=1) / len(rows)
+        df_obs[i, 0] = len(rows) - 1
+    var = var_boot + var_obs
+    se = np.sqrt(np.maximum(var, 1e-12))
+    # A bootstrap variance from B reruns has B - 1 degrees of freedom only if the reruns are
+    # normal; heavy tails make it noisier (Var s^2 = sigma^4 (2 / (B - 1) + kurtosis / B)).
+    # The excess kurtosis is pooled over features, per population and statistic.
+    dof = var**2 / np.maximum(var_boot**2 / _effective_dof(replicates) + var_obs**2 / df_obs,
+                              1e-300)
+    pvalue = 2 * stats.t.sf(np.abs(estimate / se), dof)
+    shape = estimate.shape
+    grid = np.indices(shape).reshape(3, -1)
+    pops, stat_names = np.asarray(populations, dtype=object), np.asarray(STATISTICS, dtype=object)
+    return pd.DataFrame({
+        "population": pops[grid[0]].astype(str),
+        "feature": np.asarray(features).astype(str)[grid[2]],
+        "statistic": stat_names[grid[1]].astype(str),
+        "n_observed": n_obs[grid[0]],
+        "n_predicted": n_pred[grid[0]],
+        "estimate": estimate.ravel(),
+        "se": se.ravel(),
+        "pvalue": pvalue.ravel(),
+    })
+
+
+def _effective_dof(replicates) -> np.ndarray:
+    """Degrees of freedom of the variance of ``replicates`` (first axis) per population and
+    statistic, broadcast over features: ``2 / (2 / (B - 1) + excess kurtosis / B)``."""
+    n = len(replicates)
+    kurt = np.nanmean(stats.kurtosis(replicates, axis=0, bias=False), axis=-1, keepdims=True)
+    kurt = np.clip(np.nan_to_num(kurt), 0, None)
+    return np.broadcast_to(2 / (2 / max(n - 1, 1) + kurt / n), replicates.shape[1:]).copy()
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error over all of ``pvalues``)."""
+    p = np.asarray(pvalues, dtype=float)
+    order = np.argsort(p)
+    m = len(p)
+    stepped = np.maximum.accumulate(np.minimum((m - np.arange(m)) * p[order], 1.0))
+    out = np.empty(m)
+    out[order] = stepped
+    return out

@@ -4,7 +4,8 @@ returns its figure, like scanpy's plotting functions."""
 from ._batch import batch_densities
 from ._edit import edit_curves
 from ._prediction import distributions, reg_mean
-from ._synergy import synergy
+from ._synergy import synergy, synergy_distributions
 from ._training import loss
 
-__all__ = ["batch_densities", "distributions", "edit_curves", "loss", "reg_mean", "synergy"]
+__all__ = ["batch_densities", "distributions", "edit_curves", "loss", "reg_mean", "synergy",
+           "synergy_distributions"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -11,7 +12,15 @@ from scipy import stats
 from .. import _anndata as _ad
 from .._matrix import take_rows
 from .._model import RESIDUAL_BINS, NeuronEditor
-from .._synergy import bliss_excess, subsampled_energy, synergy_table
+from .._synergy import (
+    TEST_COLUMNS,
+    bliss_excess,
+    grouped_statistics,
+    holm,
+    population_tests,
+    subsampled_energy,
+    synergy_table,
+)
 from ._checks import check_input, check_min_cells
 from ._editing import resolve_populations, trained_model, usable_model
 from ._nonnegative import enforce_nonnegative, nonnegative_columns
@@ -76,6 +85,8 @@ def predict_combination(
         Edits within cell populations, and the edited layer, as in
         :func:`neuron_edit`: each single-drug edit is learned within each
         population and applied to the other drug's cells of that population.
+        With ``combination``, each population is also tested on its own
+        (see :func:`synergy`).
     key_added
         ``layers[key_added]``, ``obs[f"{key_added}_edited"]``,
         ``obs[f"{key_added}_route"]`` and ``uns[key_added]``.
@@ -189,12 +200,28 @@ def synergy(
         observed minus Bliss-expected from the single drugs, for comparison
         with the usual drug-synergy language.
 
+    Within populations (``population_key``; every row of the long ``tests``
+    table, also without populations, where the only population is ``"all"``):
+    the prediction is made with within-population edits, and per population
+    and feature four statistics are tested, observed minus predicted: the
+    ``mean`` and the ``q10``, ``q50`` and ``q90`` quantiles (Harrell-Davis),
+    so that an interaction that moves only part of a population's cells is
+    seen in a tail. Each has the standard error of the same bootstrap of the
+    whole pipeline (the observed quantiles' from resampling the observed
+    cells) and a t reference. The family of a combination is populations
+    (``"all"`` = pooled) x features x statistics: ``qvalue`` is
+    Benjamini-Hochberg over it. Populations with fewer than 20 cells in any
+    condition are left out, with a warning, and listed in
+    ``excluded_populations``.
+
     And per combination (``summary``): ``energy_score``, the energy distance
     between observed and predicted cells divided by the mean energy distance
     of the single-drug effects (control vs A, control vs B): 0 is no
     synergy, 1 a deviation as large as a single drug's effect;
     ``route_agreement``, the same ratio between the two routes; ``pvalue``,
-    Bonferroni over features of the smallest per-feature p-value.
+    Bonferroni over features of the smallest pooled mean p-value (the wide
+    tables' test); ``family_pvalue``, Holm over the combination's whole family
+    in ``tests`` (``n_tests`` of them: the smallest p-value times ``n_tests``).
 
     Parameters
     ----------
@@ -221,10 +248,16 @@ def synergy(
     Returns
     -------
     ``None``. Sets ``adata.uns[key_added]``: ``params``, ``history``,
-    ``summary`` (DataFrame, combination x score) and DataFrames combination
-    x feature: ``mean_shift``, ``median_shift``, ``z``, ``se`` (the null's
-    standard error), ``route_gap`` (mean of one route minus the other),
-    ``pvalue``, ``qvalue``, ``bliss_excess``.
+    ``summary`` (DataFrame, combination x score); ``tests``, a long
+    DataFrame with columns ``combination``, ``population``, ``feature``,
+    ``statistic``, ``n_observed``, ``n_predicted``, ``estimate``, ``se``,
+    ``pvalue``, ``qvalue``; ``excluded_populations`` (``combination``,
+    ``population``, ``cells`` per condition); and the pooled tables,
+    DataFrames combination x feature: ``mean_shift``, ``median_shift``,
+    ``z``, ``se`` (the null's standard error), ``route_gap`` (mean of one
+    route minus the other), ``pvalue``, ``qvalue`` (Benjamini-Hochberg over
+    all combinations and features), ``bliss_excess``. The pooled mean rows
+    of ``tests`` are the same test as these tables.
 
     Examples
     --------
@@ -239,6 +272,14 @@ def synergy(
     >>> res["mean_shift"].loc["A+B"].idxmax()
     'pPlcg2'
     >>> summary = res["summary"]  # energy_score, route_agreement, pvalue per combination
+
+    Within the gated B, T and other cells, each population tested on its own:
+
+    >>> sne.tl.synergy(adata, "condition", control="control", combinations={"A+B": ("A", "B")},
+    ...                population_key="population", key_added="synergy_pop", progress=False)
+    >>> tests = adata.uns["synergy_pop"]["tests"]
+    >>> tests.sort_values("pvalue").iloc[0][["population", "feature"]].tolist()
+    ['T', 'pPlcg2']
     """
     if not isinstance(combinations, Mapping) or not combinations:
         raise ValueError('combinations must be a non-empty mapping {"A+B": ("A", "B"), ...}.')
@@ -282,6 +323,9 @@ class _Run:
                 raise ValueError(f"Combination {label!r} needs two different drugs other than the "
                                  f"control, got {pair!r}.")
         self.cells = {c: np.flatnonzero(conditions == c) for c in dict.fromkeys(wanted)}
+        if populations is not None and "all" in set(populations.tolist()):
+            raise ValueError(f"adata.obs[{population_key!r}] has a population named 'all', the "
+                             "name of the pooled test in the synergy tables; rename it.")
         self.populations = None if populations is None else {
             c: populations[i] for c, i in self.cells.items()}
         check_min_cells({c: len(i) for c, i in self.cells.items()}, MIN_CELLS, what="the conditions",
@@ -381,25 +425,47 @@ class _Run:
         if n_resamples < 2:
             raise ValueError(f"n_resamples must be at least 2, got {n_resamples}.")
         rng = np.random.default_rng(self.random_state)
+        # The observed cells' resamples from a stream of their own: the pipeline's reruns, and
+        # so the pooled tables, stay what they were before the observed quantiles were tested.
+        rng_observed = np.random.default_rng([self.random_state, 1])
 
         def resample(n):
             return rng.integers(0, n, n)
 
         names = np.asarray(self.adata.var_names)[self.features]
-        tables, summary = {}, {}
+        tables, summary, tests, excluded = {}, {}, [], []
         for label, (a, b) in self.pairs.items():
             routes = self.routes(a, b)
             predicted = self._scored(np.vstack([v for _, v in routes]))
             observed = self._scored(self.rows(label))
-            replicates = []
+            pops, left_out = self.testable_populations((self.control, a, b, label))
+            excluded += [{"combination": label, "population": p, "cells": why}
+                         for p, why in left_out.items()]
+            predicted_labels = self.route_labels(a, b)
+            observed_labels = self.labels(label) if self.populations is not None else None
+            replicates, boot_stats, obs_stats = [], [], []
             for _ in range(n_resamples):
                 # The whole pipeline on resampled cells: both edits relearned, both routes. The
                 # routes share one resample per condition, as the real routes share the cells:
                 # their errors are correlated, and independent resamples would halve the variance.
+                # Resampled without regard to populations: the composition of the cells varies
+                # from sample to sample too, and the pooled ("all") statistics must see it.
                 picks = {c: resample(len(self.cells[c])) for c in (self.control, a, b)}
-                means = [self._scored(self._edit_onto(d, o, picks=picks)[1]).mean(0)
-                         for d, o in ((a, b), (b, a))]
-                replicates.append(np.mean(means, axis=0))
+                with warnings.catch_warnings():
+                    # A rerun whose resample has too few cells of a population falls back to the
+                    # pooled edit for it, as the real run would have: part of the procedure's
+                    # variance. Each rerun would repeat the real run's warning with other counts.
+                    warnings.simplefilter("ignore", UserWarning)
+                    values = [self._scored(self._edit_onto(d, o, picks=picks)[1])
+                              for d, o in ((a, b), (b, a))]
+                replicates.append(np.mean([v.mean(0) for v in values], axis=0))
+                boot_labels = (None if predicted_labels is None else
+                               np.concatenate([self.labels(o, picks=picks) for o in (b, a)]))
+                boot_stats.append(grouped_statistics(np.vstack(values), boot_labels, pops))
+                again = rng_observed.integers(0, len(observed), len(observed))
+                obs_stats.append(grouped_statistics(
+                    observed[again], None if observed_labels is None else observed_labels[again],
+                    pops))
             gap = self.agreement(routes, a, b)
             table = synergy_table(observed, predicted, np.asarray(replicates),
                                   gap["mean_difference"], names)
@@ -408,6 +474,16 @@ class _Run:
                 self._scored(self.rows(b)), observed, quantile=bliss_quantile)
             table["route_gap"] = gap["mean_difference"]
             tables[label] = table
+            family = population_tests(observed, observed_labels, predicted, predicted_labels,
+                                      boot_stats, obs_stats, populations=pops, features=names)
+            # The pooled mean is the test of the wide tables (its null also holds the routes' gap).
+            pooled = (family["population"] == "all") & (family["statistic"] == "mean")
+            family.loc[pooled, ["estimate", "se", "pvalue"]] = table[
+                ["mean_shift", "se", "pvalue"]].to_numpy()
+            # One family per combination: populations x features x statistics.
+            family["qvalue"] = stats.false_discovery_control(family["pvalue"].to_numpy())
+            family.insert(0, "combination", label)
+            tests.append(family)
             summary[label] = {
                 "drug_a": a, "drug_b": b, "n_observed": len(observed),
                 "n_predicted": len(predicted),
@@ -415,6 +491,8 @@ class _Run:
                 / self.effect_size(a, b),
                 "route_agreement": gap["route_energy_ratio"],
                 "pvalue": min(1.0, float(table["pvalue"].min()) * len(table)),
+                "family_pvalue": float(holm(family["pvalue"].to_numpy()).min()),
+                "n_tests": len(family),
             }
         wide = {col: pd.DataFrame({lab: t[col] for lab, t in tables.items()}).T
                 for col in ("mean_shift", "median_shift", "z", "se", "route_gap", "pvalue",
@@ -429,8 +507,37 @@ class _Run:
         summary.index.name = "combination"
         summary = summary.astype({"drug_a": str, "drug_b": str, "n_observed": int,
                                   "n_predicted": int, "energy_score": float,
-                                  "route_agreement": float, "pvalue": float})
-        return {"summary": summary, **wide}
+                                  "route_agreement": float, "pvalue": float,
+                                  "family_pvalue": float, "n_tests": int})
+        tests = pd.concat(tests, ignore_index=True)[list(TEST_COLUMNS)]
+        excluded = pd.DataFrame(excluded, columns=["combination", "population", "cells"])
+        if len(excluded):
+            warnings.warn(
+                f"Populations with fewer than {MIN_CELLS} cells in a condition are not tested: "
+                + "; ".join(f"{r.population!r} in {r.combination!r} ({r.cells})"
+                            for r in excluded.itertuples()) + ".", UserWarning, stacklevel=4)
+        return {"summary": summary, **wide, "tests": tests, "excluded_populations": excluded}
+
+    def testable_populations(self, conditions) -> tuple[list[str], dict[str, str]]:
+        """``["all", populations with enough cells in every condition]`` and why the others
+        are left out."""
+        if self.populations is None:
+            return ["all"], {}
+        names = sorted(set().union(*(self.populations[c] for c in conditions)))
+        kept, left_out = ["all"], {}
+        for p in names:
+            counts = {c: int(np.sum(self.populations[c] == p)) for c in conditions}
+            if min(counts.values()) < MIN_CELLS:
+                left_out[p] = ", ".join(f"{c}: {n}" for c, n in counts.items())
+            else:
+                kept.append(p)
+        return kept, left_out
+
+    def route_labels(self, drug_a, drug_b):
+        """Population labels of the predicted cells, in the order of :meth:`routes`."""
+        if self.populations is None:
+            return None
+        return np.concatenate([self.labels(drug_b), self.labels(drug_a)])
 
     def uns(self) -> dict:
         m = self.model
