@@ -103,7 +103,12 @@ def _write_benchmark_reports():
     dest.mkdir(exist_ok=True)
     results = ROOT / "benchmarks" / "results"
     for report in sorted(results.glob("*.md")):
-        text = [f"```{{include}} ../../benchmarks/results/{report.name}\n```", "",
+        # The page's title names the file too: two reports of one script share a title.
+        first = report.read_text().split("\n", 1)[0]
+        title = first[2:] if first.startswith("# ") else report.stem
+        skip = [":start-line: 1"] if first.startswith("# ") else []
+        text = [f"# {title} ({report.stem})", "",
+                f"```{{include}} ../../benchmarks/results/{report.name}", *skip, "```", "",
                 f"Written by the benchmark script to `benchmarks/results/{report.name}`."]
         for figure in sorted(results.glob(f"{report.stem}*.png")):
             _copy_if_changed(figure, dest / figure.name)
