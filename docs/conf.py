@@ -37,24 +37,19 @@ html_title = f"sc_neuronedit {version}"
 html_static_path = []
 
 # --- API pages -----------------------------------------------------------------
-autosummary_generate = True
-autosummary_imported_members = True
+autosummary_generate = True             # a page per name in api/index.rst
 autodoc_typehints = "description"       # type hints next to each parameter's text
 autodoc_typehints_description_target = "documented"
 autodoc_member_order = "bysource"
-autodoc_default_options = {"exclude-members": "__init__"}
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
-napoleon_use_rtype = False
 # The package's "Returns" sections are prose naming every key written (scanpy's habit),
 # not "name : type" lines; rendered as a plain section they read as written.
 napoleon_custom_sections = ["Returns"]
 
 # --- notebooks -----------------------------------------------------------------
 nb_execution_mode = "off"               # rendered from their committed outputs
-nb_merge_streams = True
-myst_enable_extensions = ["colon_fence", "dollarmath"]
-myst_heading_anchors = 3
+nb_merge_streams = True                 # one output block per stream, as Jupyter shows it
 
 
 def _write_api_index():
