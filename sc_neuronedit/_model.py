@@ -144,6 +144,7 @@ class NeuronEditor:
     >>> X_pred = model.apply_edit(~treated, model.learn_edit(~treated, treated))
     """
 
+    #: The forms ``apply_edit(decode=...)`` accepts, the default first.
     decode_forms = DECODE_FORMS
 
     def __init__(

@@ -1,5 +1,5 @@
 """The input checks every tl function runs first: the message says what was wrong and
-how to fix it, and the AnnData is exactly as before (README: "What is checked")."""
+how to fix it, and the AnnData is exactly as before (docs/guide/checks.md: "What is checked")."""
 
 import warnings
 
