@@ -124,7 +124,10 @@ def test_array_selection_errors(toy_adata):
         model.encode(np.array([0, n]))
     with pytest.raises(ValueError, match="columns"):
         model.encode(X[:, :5])
-    with pytest.raises(ValueError, match="groupby= needs"):
-        model.learn_edit(np.arange(10), np.arange(10, 20), groupby=np.zeros(n))
+    model.learn_edit(np.arange(10), np.arange(10, 20), groupby=np.zeros(n))  # labels per row: fine
+    with pytest.raises(ValueError, match="groupby= needs source and target given as cells"):
+        model.learn_edit(X[:10], X[10:20], groupby=np.zeros(n))
+    with pytest.raises(ValueError, match="one label per row of the data"):
+        model.learn_edit(np.arange(10), np.arange(10, 20), groupby=np.zeros(3))
     with pytest.raises(ValueError, match="layer= only applies"):
         sne.NeuronEditor(X, layer="counts")
