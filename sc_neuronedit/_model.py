@@ -78,7 +78,27 @@ class Edit:
             self.residual = LevelResidualEdit.from_pooled(self.residual)
 
     def for_population(self, label) -> Edit:
-        """The edit that cells of population ``label`` take: their own, else the pooled one."""
+        """The edit that cells of population ``label`` take: their own, else the pooled one.
+
+        Parameters
+        ----------
+        label
+            A population label (compared as a string).
+
+        Returns
+        -------
+        :class:`Edit` without populations.
+
+        Examples
+        --------
+        >>> import torch
+        >>> import sc_neuronedit as sne
+        >>> pooled = sne.fit_quantile_edit(torch.zeros(10, 2), torch.ones(10, 2))
+        >>> own = sne.Edit(sne.fit_quantile_edit(torch.zeros(10, 2), 2 * torch.ones(10, 2)))
+        >>> edit = sne.Edit(pooled, populations={"B": own})
+        >>> edit.for_population("B") is own, edit.for_population("T").neurons is pooled
+        (True, True)
+        """
         own = (self.populations or {}).get(str(label))
         return own if own is not None else Edit(self.neurons, self.residual)
 
