@@ -335,12 +335,13 @@ def split_half_batches(
 
 def choose_for_batches(table: pd.DataFrame) -> tuple[str, dict]:
     """The lowest mean proxy error among candidates whose mean MAD change is at most
-    :data:`MAX_MAD_CHANGE`; if none keeps the spread so well, the one changing it least."""
+    :data:`MAX_MAD_CHANGE`; if none keeps the spread so well, the proxy gives no reason
+    to leave the default (the bottleneck, pooled), which is then kept."""
     overall = table[(table.population == "all") & (table.candidate != "no change")]
     by = overall.groupby("candidate", sort=False)
     error, mad, skill = by["error"].mean(), by["mad_change"].mean(), by["skill"]
     keeping = error[mad <= MAX_MAD_CHANGE]
-    chosen = keeping.idxmin() if len(keeping) else mad.idxmin()
+    chosen = keeping.idxmin() if len(keeping) else Candidate("bottleneck", False).name
     ranked = error.sort_values()
     runner_up = next((c for c in ranked.index if c != chosen), None)
     mean, se = skill.mean(), skill.std(ddof=1) / np.sqrt(skill.count())

@@ -169,3 +169,14 @@ def test_batch_correct_auto_checks_on_split_reference_cells():
     assert summary["chosen"].endswith("within populations")
     assert summary["expected_mad_change"] <= 0.15
     assert summary["expected_skill"] > 0.5
+
+
+def test_batch_rule_keeps_the_default_when_no_candidate_keeps_the_spread():
+    rows = [dict(group=b, candidate=c, population="all", error=e, skill=1 - e, mad_change=m)
+            for b in ("b1", "b2")
+            for c, e, m in (("input, pooled", 0.02, 0.5), ("input, within populations", 0.04, 0.2),
+                            ("bottleneck, pooled", 0.03, 0.18),
+                            ("bottleneck, within populations", 0.05, 0.17))]
+    assert _self_check.choose_for_batches(pd.DataFrame(rows))[0] == "bottleneck, pooled"
+    rows[1]["mad_change"] = rows[5]["mad_change"] = 0.1  # input, within keeps it in both batches
+    assert _self_check.choose_for_batches(pd.DataFrame(rows))[0] == "input, within populations"

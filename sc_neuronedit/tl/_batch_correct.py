@@ -89,7 +89,8 @@ def batch_correct(
         the other half's alignment to the goal's other half is scored (energy
         distance; skill as in :func:`predict_perturbation`), with the mean
         relative change of each marker's spread (MAD). The choice is the lowest
-        error among candidates changing the spread by at most 15 %. The proxy
+        error among candidates changing the spread by at most 15 % (if none
+        does, the default: the bottleneck, pooled). The proxy
         is optimistic: its held-out half comes from the very sample that
         taught the edit, where the real correction is applied to other
         samples (on the Gates data it read about 0.10 where a held-out donor
