@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from bcrxl_donors import markdown
 from scipy import stats
 
 import sc_neuronedit as sne
@@ -125,11 +126,10 @@ def main():
             ctrl_rows = np.flatnonzero((groups == held) & (cond == keys["control"]))
             real_rows = np.flatnonzero((groups == held) & (cond == keys["perturbed"]))
             ctrl, real = _dense(X[ctrl_rows]), _dense(X[real_rows])
-            rng = np.random.default_rng(seed)
             space = _self_check.scoring_space(ctrl, real)
             labels = None if population_key is None else tuple(
                 adata.obs[population_key].astype(str).to_numpy()[r] for r in (ctrl_rows, real_rows))
-            no_change = _self_check.errors(space(ctrl), space(real), labels, rng)
+            no_change = _self_check.errors(space(ctrl), space(real), labels, seed)
             truth, predictions = {}, {}
             for cand in _self_check.candidates(population_key is not None):
                 with warnings.catch_warnings():
@@ -140,7 +140,7 @@ def main():
                         **{**opts, "population_key": population_key if cand.within else None})
                 P = predictions[cand.name] = np.asarray(pred.X)
                 # the check's own rule: over all cells, or with populations each weighing the same
-                errs = _self_check.errors(space(P), space(real), labels, rng)
+                errs = _self_check.errors(space(P), space(real), labels, seed)
                 parts = [p for p in errs if p != "all"] or ["all"]
                 truth[cand.name] = dict(
                     real_error=float(np.mean([errs[p] for p in parts])),
@@ -177,8 +177,8 @@ def write(args, df: pd.DataFrame, ck: pd.DataFrame) -> None:
              "fits, the inner "
              "predictions) plus the main fit when it picks the bottleneck, against one default fit, "
              "wall clock on a shared machine.", "",
-             "## Per held-out group and candidate", "", _markdown(df.round(4)), "",
-             "## Choice, agreement with the held-out truth, cost", "", _markdown(ck.round(3)), "",
+             "## Per held-out group and candidate", "", markdown(df.round(4)), "",
+             "## Choice, agreement with the held-out truth, cost", "", markdown(ck.round(3)), "",
              f"- chosen = the held-out truth's best in {int(ck.agree.sum())}/{len(ck)} groups; mean "
              f"Spearman ρ (estimated vs real skill, across candidates) {ck.spearman.mean():.2f}",
              f"- cost of edit_layer='auto': {ck.auto_s.mean():.1f} s vs {ck.fit_s.mean():.1f} s for one "
@@ -200,11 +200,6 @@ def write(args, df: pd.DataFrame, ck: pd.DataFrame) -> None:
 
 def _dense(M):
     return M.toarray() if hasattr(M, "toarray") else np.asarray(M)
-
-
-def _markdown(df: pd.DataFrame) -> str:
-    rows = [list(map(str, df.columns)), ["---"] * df.shape[1], *df.astype(str).to_numpy().tolist()]
-    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
 
 
 if __name__ == "__main__":

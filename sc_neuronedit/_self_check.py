@@ -20,8 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._synergy import ENERGY_MAX_CELLS
-from .metrics._distribution import energy_distance
+from ._synergy import subsampled_energy
 
 #: Up to this many features, errors are measured on the features themselves; above, in a PCA.
 FEATURE_SPACE_MAX = 60
@@ -62,27 +61,27 @@ def scoring_space(control: np.ndarray, real: np.ndarray) -> Callable[[np.ndarray
     return lambda M: (M - mean) @ comps
 
 
-def _energy(pred: np.ndarray, real: np.ndarray, rng) -> float:
-    """Energy distance on at most ENERGY_MAX_CELLS cells per side."""
-
-    def pick(M):
-        return M if len(M) <= ENERGY_MAX_CELLS else M[rng.choice(len(M), ENERGY_MAX_CELLS, replace=False)]
-
-    return energy_distance(pick(pred), pick(real))
-
-
-def errors(pred: np.ndarray, real: np.ndarray, labels, rng) -> dict[str, float]:
+def errors(pred: np.ndarray, real: np.ndarray, labels, random_state: int = 0) -> dict[str, float]:
     """Energy distance of predicted to real cells, over all cells (``"all"``) and, with
     ``labels = (predicted cells' populations, real cells' populations)``, within each
     population holding at least :data:`MIN_POPULATION_ROW_CELLS` cells on both sides."""
-    out = {"all": _energy(pred, real, rng)}
+    out = {"all": subsampled_energy(pred, real, random_state=random_state)}
     if labels is not None:
         pop_pred, pop_real = labels
         for p in np.unique(pop_real):
             sel_p, sel_r = pop_pred == p, pop_real == p
             if min(sel_p.sum(), sel_r.sum()) >= MIN_POPULATION_ROW_CELLS:
-                out[str(p)] = _energy(pred[sel_p], real[sel_r], rng)
+                out[str(p)] = subsampled_energy(pred[sel_p], real[sel_r], random_state=random_state)
     return out
+
+
+def with_skill(table: pd.DataFrame) -> pd.DataFrame:
+    """Add ``no_change`` (the error of the no-change row of the same group and population)
+    and ``skill = 1 - error / no_change``."""
+    reference = table[table.candidate == "no change"].set_index(["group", "population"])["error"]
+    table["no_change"] = reference.loc[list(zip(table.group, table.population))].to_numpy()
+    table["skill"] = 1 - table["error"] / table["no_change"]
+    return table
 
 
 def group_skill(table: pd.DataFrame) -> pd.DataFrame:
@@ -153,7 +152,6 @@ def leave_one_group_out(
             f"The self-check leaves out one group at a time and needs at least {MIN_GROUPS} groups "
             f"with both source and target cells; there are {len(both)} ({', '.join(both) or 'none'}). "
             "Pass self_check=False (and an explicit edit_layer), or add groups.")
-    rng = np.random.default_rng(random_state)
     cands = candidates(populations is not None)
     split = halves(both, random_state)
     models = {"input": {h: None for h in (0, 1)}}
@@ -191,13 +189,9 @@ def leave_one_group_out(
         space = scoring_space(control, real)
         labels = None if populations is None else (populations[apply_rows], populations[real_rows])
         for name, pred in scored.items():
-            for population, error in errors(space(pred), space(real), labels, rng).items():
+            for population, error in errors(space(pred), space(real), labels, random_state).items():
                 records.append(dict(group=g, candidate=name, population=population, error=error))
-    table = pd.DataFrame(records)
-    reference = table[table.candidate == "no change"].set_index(["group", "population"])["error"]
-    table["no_change"] = reference.loc[list(zip(table.group, table.population))].to_numpy()
-    table["skill"] = 1 - table["error"] / table["no_change"]
-    return table
+    return with_skill(pd.DataFrame(records))
 
 
 def model_columns(model) -> np.ndarray:
@@ -324,13 +318,10 @@ def split_half_batches(
         space = scoring_space(before, goal_values)
         for name, values in scored.items():
             records.append(dict(group=str(b), candidate=name, population="all",
-                                error=_energy(space(values), space(goal_values), rng),
+                                error=errors(space(values), space(goal_values), None,
+                                             random_state)["all"],
                                 mad_change=float(np.mean(np.abs(_mad(values) - _mad(before)) / spread))))
-    table = pd.DataFrame(records)
-    reference_error = table[table.candidate == "no change"].set_index("group")["error"]
-    table["no_change"] = reference_error.loc[table.group].to_numpy()
-    table["skill"] = 1 - table["error"] / table["no_change"]
-    return table
+    return with_skill(pd.DataFrame(records))
 
 
 def choose_for_batches(table: pd.DataFrame) -> tuple[str, dict]:
