@@ -10,7 +10,7 @@ from sc_neuronedit.cli import main
 TOOLS = [sne.tl.neuron_edit, sne.tl.predict_perturbation, sne.tl.batch_correct,
          sne.tl.predict_combination, sne.tl.synergy]
 PUBLIC = [*TOOLS, sne.pp.arcsinh, sne.pl.loss, sne.pl.edit_curves, sne.pl.reg_mean,
-          sne.pl.distributions, sne.pl.batch_densities, sne.pl.synergy]
+          sne.pl.distributions, sne.pl.batch_densities, sne.pl.synergy, sne.pl.self_check]
 
 
 @pytest.mark.parametrize("func", PUBLIC, ids=lambda f: f.__name__)

@@ -78,7 +78,7 @@ def test_batch_densities_names_what_is_missing(corrected):
         sne.pl.batch_densities(corrected, ["g0"], batches=["z"])
 
 
-def test_every_plot_takes_ax_show_and_save(result, corrected, tmp_path, monkeypatch):
+def test_every_plot_takes_ax_show_and_save(result, corrected, checked, tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
     shown = []
@@ -89,6 +89,7 @@ def test_every_plot_takes_ax_show_and_save(result, corrected, tmp_path, monkeypa
         "reg_mean": (sne.pl.reg_mean, (result,), {"n_degs": 5}, 1),
         "distributions": (sne.pl.distributions, (result, ["g0", "g1", "g2"]), {}, 3),
         "batch_densities": (sne.pl.batch_densities, (corrected, ["g0"]), {}, 4),
+        "self_check": (sne.pl.self_check, (checked["populations"],), {}, 2),
     }
     for name, (func, args, kwargs, n_panels) in calls.items():
         fig, axes = plt.subplots(1, n_panels + 1)
@@ -164,3 +165,155 @@ def test_zero_note_sits_above_the_curves(corrected):
         highest = max(ax.transData.transform(line.get_xydata())[:, 1].max() for line in ax.lines)
         assert highest < bottom
     plt.close("all")
+
+
+def _batches(n: int = 60):
+    """Three batches x two populations x reference or not; each batch shifts feature 0 of
+    population 'P' only (as in test_self_check)."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    blocks, obs = [], []
+    for b, shift in (("b0", 0.0), ("b1", 1.5), ("b2", -1.5)):
+        for pop, offset in (("P", 2.0), ("Q", -2.0)):
+            for ref in (True, False):
+                x = rng.normal(0, 1, size=(n, 5))
+                x[:, 1:] += offset
+                x[:, 0] += shift * (pop == "P")
+                blocks.append(x)
+                obs += [(b, pop, ref)] * n
+    obs = pd.DataFrame(obs, columns=["batch", "population", "reference"])
+    obs[["batch", "population"]] = obs[["batch", "population"]].astype("category")
+    obs.index = [f"c{i}" for i in range(len(obs))]
+    return ad.AnnData(np.vstack(blocks).astype(np.float32), obs=obs)
+
+
+@pytest.fixture(scope="module")
+def checked():
+    """Self-checked predictions, with and without populations, and a self-checked batch
+    correction: small data, tiny autoencoders (a few seconds in all)."""
+    from test_self_check import PERTURB, SMALL, _cells
+
+    with_pops, plain = _cells(3.0, n=30), _cells(3.0, n=30)
+    sne.tl.predict_perturbation(with_pops, "condition", predict_for="E", population_key="population",
+                                edit_layer="auto", **PERTURB, **SMALL)
+    sne.tl.predict_perturbation(plain, "condition", predict_for="E", edit_layer="input",
+                                self_check=True, **PERTURB, **SMALL)
+    batches = _batches()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sne.tl.batch_correct(batches, "batch", reference_key="reference", reference_value=True,
+                             population_key="population", edit_layer="auto", **SMALL)
+    return {"populations": with_pops, "plain": plain, "batch": batches}
+
+
+def _rows(ax):
+    return [t.get_text() for t in ax.get_yticklabels()]
+
+
+def test_self_check_plot_reads_as_the_choice_was_made(checked, tmp_path):
+    import matplotlib as mpl
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from sc_neuronedit import _self_check
+
+    adata = checked["populations"]
+    uns = adata.uns["predicted_perturbation"]
+    table, summary = uns["self_check"], uns["self_check_summary"]
+    names = ["input, pooled", "input, within populations", "bottleneck, pooled",
+             "bottleneck, within populations"]  # the table's order, cheapest first
+    rc = dict(mpl.rcParams)
+    fig = sne.pl.self_check(adata, save=tmp_path / "self_check.png")
+    assert dict(mpl.rcParams) == rc  # no global state changed
+    assert (tmp_path / "self_check.png").stat().st_size > 10_000
+    skill_ax, heat_ax, colourbar = fig.axes  # skill, per-population heatmap, its colour bar
+    chosen = summary["chosen"]
+    assert _rows(skill_ax) == [n + " (chosen)" if n == chosen else n for n in names]
+    weights = {t.get_text(): t.get_fontweight() for t in skill_ax.get_yticklabels()}
+    assert weights.pop(chosen + " (chosen)") == "bold"
+    assert set(weights.values()) == {"normal"}
+    # the mean marks are group_skill's means over groups, row by row
+    per_group = _self_check.group_skill(table).groupby("candidate")["skill"].mean()
+    (means,) = [line for line in skill_ax.lines if line.get_gid() == "self_check_mean"]
+    np.testing.assert_allclose(means.get_xdata(), per_group[names].to_numpy())
+    np.testing.assert_allclose(means.get_ydata(), range(4))
+    # a dot per group and candidate, each group its own colour, named in the legend
+    assert sum(len(c.get_offsets()) for c in skill_ax.collections[:4]) == 4 * 4
+    assert [t.get_text() for t in skill_ax.get_legend().get_texts()] == ["A", "B", "C", "D",
+                                                                        "mean ± 1 SE"]
+    assert skill_ax.get_title() == (f"expected skill {summary['expected_skill']:.2f} ± "
+                                    f"{summary['expected_skill_se']:.2f} ({chosen})")
+    assert skill_ax.get_xlabel().startswith("skill (1 − error / no-change error)")
+    assert any(t.get_text().strip() == "no change" for t in skill_ax.texts)
+    assert [line.get_xdata()[0] for line in skill_ax.lines if line.get_linestyle() == "--"] == [0]
+    # populations: the heatmap of the mean skill over groups, candidates x populations
+    (image,) = heat_ax.images
+    pops = table[table.population != "all"]
+    expected = pops.groupby(["candidate", "population"])["skill"].mean().unstack().loc[names, ["P", "Q"]]
+    np.testing.assert_allclose(image.get_array(), expected.to_numpy())
+    assert image.get_cmap().name == "RdBu_r" and image.norm.vmin == -image.norm.vmax
+    assert [t.get_text() for t in heat_ax.get_xticklabels()] == ["P", "Q"]
+    assert len(heat_ax.texts) == 8 and colourbar.get_ylabel() == "skill"
+    plt.close("all")
+
+
+def test_self_check_plot_without_populations_and_for_batches(checked):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig = sne.pl.self_check(checked["plain"])  # no populations: one panel, no heatmap
+    (ax,) = fig.axes
+    assert _rows(ax) == ["input, pooled (chosen)", "bottleneck, pooled"] and not ax.images
+
+    table = checked["batch"].uns["batch_corrected"]["self_check"]
+    fig = sne.pl.self_check(checked["batch"], key="batch_corrected")
+    skill_ax, spread_ax = fig.axes  # batch rule: the spread panel, not a heatmap
+    assert not spread_ax.images and len(_rows(skill_ax)) == 4
+    (limit,) = [line for line in spread_ax.lines if line.get_gid() == "spread_limit"]
+    assert list(limit.get_xdata()) == [0.15, 0.15] and limit.get_linestyle() == "--"
+    assert any("spread limit" in t.get_text() for t in spread_ax.texts)
+    mad = table[table.candidate != "no change"].groupby("candidate", sort=False)["mad_change"].mean()
+    np.testing.assert_allclose([p.get_width() for p in spread_ax.patches], mad.to_numpy())
+    plt.close("all")
+
+
+def test_self_check_plot_with_many_groups_and_given_axes():
+    """Over 8 groups the dots are grey and unnamed; ax= takes one Axes per panel."""
+    import anndata as ad
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
+
+    from sc_neuronedit import _self_check
+
+    rng = np.random.default_rng(0)
+    records = [dict(group=f"donor{g}", candidate=c, population="all", error=e, no_change=1.0,
+                    skill=1 - e)
+               for g in range(12)
+               for c, e in (("no change", 1.0), ("input, pooled", rng.uniform(0.2, 0.6)),
+                            ("bottleneck, pooled", rng.uniform(0.1, 0.5)))]
+    table = pd.DataFrame(records)
+    chosen, summary = _self_check.choose(table)
+    table["chosen"] = table.candidate == chosen
+    adata = ad.AnnData(np.zeros((2, 2), dtype=np.float32))
+    adata.uns["run"] = {"params": {}, "self_check": table, "self_check_summary": summary}
+    fig, axes = plt.subplots(1, 2)
+    assert sne.pl.self_check(adata, key="run", ax=axes[1]) is fig
+    assert not axes[0].has_data()
+    legend = axes[1].get_legend()
+    assert legend.get_title().get_text() == "12 groups (grey)"
+    assert [t.get_text() for t in legend.get_texts()] == ["mean ± 1 SE"]
+    with pytest.raises(ValueError, match="ax= must be one Axes or 1 Axes"):
+        sne.pl.self_check(adata, key="run", ax=axes)
+    plt.close("all")
+
+
+def test_self_check_plot_names_what_is_missing(result):
+    with pytest.raises(ValueError, match=r"holds no self-check table; run the tl function .*"
+                                         r"self_check=True or edit_layer='auto'"):
+        sne.pl.self_check(result)
+    with pytest.raises(KeyError, match="No neuron-editing result at adata.uns\\['nope'\\]"):
+        sne.pl.self_check(result, key="nope")
