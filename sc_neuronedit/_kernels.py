@@ -1,5 +1,6 @@
-"""Compiled CPU kernels for prediction: the per-feature residual edit, a sparse
-first layer, a cache-friendly transpose.
+"""Compiled CPU kernels: the per-feature residual edit, a sparse first layer and a
+cache-friendly transpose for prediction; the level-binned residual quantiles for
+fitting.
 
 NumPy arrays in and out, no torch and no AnnData. numba comes with scanpy.
 
@@ -18,7 +19,7 @@ import numba
 import numpy as np
 
 __all__ = ["KnotTables", "LevelTables", "csr_linear", "edit_columns", "edited_residual", "knot_tables",
-           "level_residual", "level_tables", "threads", "transpose_into"]
+           "level_quantiles", "level_residual", "level_tables", "threads", "transpose_into"]
 
 #: Bins per feature of the lookup that finds a value's segment (see :func:`knot_tables`).
 N_BINS = 1024
@@ -313,3 +314,94 @@ def _transpose_into(src, dst, tile):
 def transpose_into(src: np.ndarray, dst: np.ndarray, tile: int = 32) -> None:
     """``dst[:] = src.T`` for 2-D arrays (``dst`` may be a strided view)."""
     _transpose_into(src, dst, tile)
+
+
+@numba.njit(inline="always")
+def _sorted_quantiles(values, weights, probs, out):
+    """``weighted_quantiles`` of one sorted sample: each value sits at the midpoint of its
+    cumulative weight; between midpoints linear, outside them the extremes, and at tied
+    midpoints (zero weights) the last tied value."""
+    m = values.shape[0]
+    total = weights.sum()
+    pos = np.empty(m)
+    acc = 0.0
+    for i in range(m):
+        acc += weights[i]
+        pos[i] = (acc - 0.5 * weights[i]) / total
+    for a in range(probs.shape[0]):
+        p = min(max(probs[a], pos[0]), pos[m - 1])
+        hi = np.searchsorted(pos, p, side="right")
+        if hi >= m:
+            out[a] = values[m - 1]
+        else:
+            f = (p - pos[hi - 1]) / (pos[hi] - pos[hi - 1])
+            out[a] = values[hi - 1] + f * (values[hi] - values[hi - 1])
+
+
+@numba.njit(parallel=True, cache=True)
+def _level_quantiles(res, dec, weights, edge_probs, probs, edges, knots, ess):
+    d, n = res.shape
+    n_bins = ess.shape[0]
+    for j in numba.prange(d):
+        # Stable sorts of cells that arrive ordered by weight: tied values are
+        # ordered by weight, so the result does not depend on the cells' order.
+        order = np.argsort(dec[j], kind="mergesort")
+        _sorted_quantiles(dec[j][order], weights[order], edge_probs, edges[:, j])
+        level = np.searchsorted(edges[:, j], dec[j], side="right")
+        # Counting sort of the residuals' value order by level bin: (bin, value) order.
+        start = np.zeros(n_bins + 1, np.int64)
+        for i in range(n):
+            start[level[i] + 1] += 1
+        for b in range(n_bins):
+            start[b + 1] += start[b]
+        fill = start[:n_bins].copy()
+        by_bin = np.empty(n, np.int64)
+        for i in np.argsort(res[j], kind="mergesort"):
+            by_bin[fill[level[i]]] = i
+            fill[level[i]] += 1
+        for b in range(n_bins):
+            cells = by_bin[start[b]:start[b + 1]]
+            w = weights[cells]
+            total, square = w.sum(), (w * w).sum()
+            if total <= 0:  # an empty bin: no cells to count; the caller falls back
+                ess[b, j] = 0.0
+                knots[b, :, j] = 0.0
+                continue
+            ess[b, j] = total * total / square
+            _sorted_quantiles(res[j][cells], w, probs, knots[b, :, j])
+
+
+def level_quantiles(residuals: np.ndarray, decoded: np.ndarray, weights: np.ndarray, n_bins: int,
+                    probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One side of a level-conditional residual edit, per feature in one compiled pass.
+
+    Parameters
+    ----------
+    residuals, decoded
+        Feature-major ``(d, n)`` float64: each cell's residual and decoded value.
+    weights
+        ``(n,)`` float64 non-negative cell weights with a positive sum.
+    n_bins
+        Level bins: their edges are the weighted quantiles of the decoded values at
+        ``1/K, ..., (K-1)/K``; a value's bin is the number of edges at or below it.
+    probs
+        ``(q,)`` probabilities of the residual quantiles within each bin.
+
+    Returns
+    -------
+    ``edges`` ``(K - 1, d)``, ``knots`` ``(K, q, d)`` (weighted quantiles as
+    :func:`sc_neuronedit.weighted_quantiles`, within each bin) and ``ess`` ``(K, d)``,
+    the effective cell count of each bin (Kish; 0 for an empty bin, whose knots are 0).
+    """
+    d = residuals.shape[0]
+    # Cells ordered by weight once, for the stable sorts' tie order.
+    by_weight = np.argsort(weights, kind="stable")
+    res = np.ascontiguousarray(residuals[:, by_weight], dtype=np.float64)
+    dec = np.ascontiguousarray(decoded[:, by_weight], dtype=np.float64)
+    w = np.ascontiguousarray(weights[by_weight], dtype=np.float64)
+    edges = np.empty((n_bins - 1, d))
+    knots = np.empty((n_bins, len(probs), d))
+    ess = np.empty((n_bins, d))
+    edge_probs = np.arange(1, n_bins, dtype=np.float64) / n_bins
+    _level_quantiles(res, dec, w, edge_probs, np.asarray(probs, dtype=np.float64), edges, knots, ess)
+    return edges, knots, ess

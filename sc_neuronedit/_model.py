@@ -20,8 +20,9 @@ from . import _persist
 from ._edit import MIN_POPULATION_CELLS, QuantileEdit, fit_quantile_edit, population_plan
 from ._matrix import Columns, Rows, array_mask, as_matrix, contiguous, in_memory, is_backed
 from ._persist import resolve_device
-from ._predict import block_predictor, restored_threads
+from ._predict import block_predictor
 from ._residual import LevelResidualEdit, fit_level_residual_edit
+from ._threads import restored_threads
 from .nn import Autoencoder, InputLayer, TrainingHistory, train_autoencoder
 from .nn._distributed import gather_rows, shard
 from .nn._training import iter_batches, standardization

@@ -11,9 +11,6 @@ residual edit runs as one compiled pass (:mod:`sc_neuronedit._kernels`).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
-import numba
 import numpy as np
 import torch
 from scipy import sparse
@@ -184,24 +181,6 @@ class CpuBlocks(TorchBlocks):
                 values = np.empty((e_t.shape[1], e_t.shape[0]), dtype=np.float32)
                 _kernels.transpose_into(e_t, values)
                 out[:, self.cols] = values
-
-
-@contextmanager
-def restored_threads():
-    """Leave numba's and torch's thread counts as they were found.
-
-    :class:`CpuBlocks` sets numba's count, and numba's threading layer can reset
-    the OpenMP count that torch reads: a library must not change either for its caller.
-    """
-    # torch's first: numba's first call starts its thread pool, which resets OpenMP's.
-    torch_threads = torch.get_num_threads()
-    numba_threads = numba.get_num_threads()
-    try:
-        yield
-    finally:
-        numba.set_num_threads(numba_threads)
-        if torch.get_num_threads() != torch_threads:
-            torch.set_num_threads(torch_threads)
 
 
 def _stage(name: str):

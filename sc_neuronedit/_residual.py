@@ -25,18 +25,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from ._edit import QuantileEdit, _interp_columns, fit_quantile_edit, weighted_quantiles
+from . import _kernels
+from ._edit import QuantileEdit, fit_quantile_edit
+from ._threads import restored_threads
 
 __all__ = ["MIN_BIN_CELLS", "LevelResidualEdit", "fit_level_residual_edit"]
 
 #: Fewest effective cells (Kish: ``(sum w)^2 / sum w^2``) a level bin may hold on
 #: either side; a feature with a smaller bin falls back to the pooled residual edit.
 MIN_BIN_CELLS = 20
-
-#: Elements (cells x features) sorted at once while fitting; bounds the memory.
-_CHUNK_ELEMENTS = 1 << 22
 
 
 @dataclass
@@ -225,18 +225,18 @@ def fit_level_residual_edit(
     for name, res in (("source", source_residuals), ("target", target_residuals)):
         if not torch.isfinite(res).all():
             raise ValueError(f"The {name} residuals contain NaN or inf.")
-    probs = torch.linspace(0.0, 1.0, n_quantiles, dtype=torch.float64)
+    probs = np.linspace(0.0, 1.0, n_quantiles)
     sides = []
-    for res, dec, w in ((source_residuals, source_decoded, source_weights),
-                        (target_residuals, target_decoded, target_weights)):
-        w = torch.ones(len(res), dtype=torch.float64) if w is None else w.to(torch.float64).cpu()
-        dec = dec.cpu().double()
-        edges = weighted_quantiles(dec, torch.arange(1, n_bins, dtype=torch.float64) / n_bins, w)
-        knots, ess = _binned_quantiles(res.cpu().double().T.contiguous(), _bins(edges, dec), n_bins,
-                                       probs, w)
-        sides.append((edges, knots, ess))
+    with restored_threads():  # the compiled pass runs on torch's thread count
+        _kernels.threads(torch.get_num_threads())
+        for res, dec, w in ((source_residuals, source_decoded, source_weights),
+                            (target_residuals, target_decoded, target_weights)):
+            w = np.ones(len(res)) if w is None else w.to(torch.float64).cpu().numpy()
+            sides.append([torch.from_numpy(a) for a in _kernels.level_quantiles(
+                _feature_major(res), _feature_major(dec), w, n_bins, probs)])
     (s_edges, s_knots, s_ess), (t_edges, t_knots, t_ess) = sides
-    small = (s_ess < min_cells).any(dim=0) | (t_ess < min_cells).any(dim=0)
+    # An empty bin (ess 0) has no knots: it falls back whatever min_cells is.
+    small = ((s_ess < min_cells) | (s_ess <= 0)).any(dim=0) | ((t_ess < min_cells) | (t_ess <= 0)).any(dim=0)
     if small.any():  # the pooled edit of those features only: it costs a sort of its own
         fallback = pooled(small.to(source_residuals.device))
         s_knots[:, :, small] = fallback.source_knots.cpu().double()
@@ -247,53 +247,6 @@ def fit_level_residual_edit(
         t_knots.to(device, dtype), small.to(device))
 
 
-def _binned_quantiles(values: torch.Tensor, bins: torch.Tensor, n_bins: int, probs: torch.Tensor,
-                      weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted quantiles of each feature's values within each of its bins.
-
-    ``values`` and ``bins`` are feature-major ``(d, n)``, ``weights`` ``(n,)``;
-    returns the ``(n_bins, q, d)`` quantiles at ``probs`` (as
-    :func:`weighted_quantiles` within each bin) and the ``(n_bins, d)``
-    effective cell counts. Features are processed in chunks; within a chunk,
-    one composite order (bin, then value; ties by weight) serves all features
-    and bins.
-    """
-    d, n = values.shape
-    knots = torch.empty((n_bins, len(probs), d), dtype=values.dtype)
-    ess = torch.empty((n_bins, d), dtype=values.dtype)
-    by_weight = torch.sort(weights, stable=True).indices
-    step = max(1, _CHUNK_ELEMENTS // max(n, 1))
-    for start in range(0, d, step):
-        rows = slice(start, min(start + step, d))
-        knots[:, :, rows], ess[:, rows] = _binned_chunk(
-            values[rows][:, by_weight], bins[rows][:, by_weight], weights[by_weight], n_bins, probs)
-    return knots, ess
-
-
-def _binned_chunk(values, bins, weights, n_bins, probs):
-    c, n = values.shape
-    q = len(probs)
-    # Stable sorts along each feature's row: by value, then by bin, give the
-    # (bin, value) order; cells arrive sorted by weight, so tied values are
-    # ordered by weight, as in weighted_quantiles.
-    values, order = torch.sort(values, dim=1, stable=True)
-    bins, by_bin = torch.sort(torch.gather(bins, 1, order), dim=1, stable=True)
-    order = torch.gather(order, 1, by_bin)
-    values = torch.gather(values, 1, by_bin)
-    w = weights[order]
-    total = torch.zeros((c, n_bins), dtype=w.dtype).scatter_add_(1, bins, w)
-    ess = total**2 / torch.zeros_like(total).scatter_add_(1, bins, w * w).clamp(min=1e-300)
-    before = torch.cumsum(total, dim=1) - total
-    cum = torch.cumsum(w, dim=1) - torch.gather(before, 1, bins)
-    pos = (cum - 0.5 * w) / torch.gather(total, 1, bins).clamp(min=1e-300)
-    # Each bin's positions lie in [0, 1]; 2 * bin + position orders all bins of a
-    # feature in one sequence, so one interpolation serves every bin at once.
-    key = 2.0 * bins + pos
-    first = torch.full((c, n_bins), 1.0, dtype=w.dtype).scatter_reduce_(1, bins, pos, "amin")
-    last = torch.zeros((c, n_bins), dtype=w.dtype).scatter_reduce_(1, bins, pos, "amax")
-    # Probabilities outside a bin's first and last position take its extremes,
-    # never a neighbouring bin's values.
-    p = torch.minimum(torch.maximum(probs[None, None, :], first[:, :, None]), last[:, :, None])
-    query = (2.0 * torch.arange(n_bins, dtype=w.dtype)[None, :, None] + p).reshape(c, n_bins * q)
-    knots = _interp_columns(query.T, key.T, values.T)  # (n_bins * q, c)
-    return knots.reshape(n_bins, q, c), ess.T
+def _feature_major(values: torch.Tensor) -> np.ndarray:
+    """``(d, n)`` float64 NumPy copy of ``(n, d)`` cell rows, for the compiled fit."""
+    return np.ascontiguousarray(values.detach().cpu().numpy().T, dtype=np.float64)

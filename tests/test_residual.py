@@ -10,7 +10,6 @@ from sc_neuronedit._edit import weighted_quantiles
 from sc_neuronedit._residual import (
     MIN_BIN_CELLS,
     LevelResidualEdit,
-    _binned_quantiles,
     fit_level_residual_edit,
 )
 
@@ -59,21 +58,34 @@ def test_one_bin_is_the_pooled_residual_edit(trained):
     np.testing.assert_array_equal(model.apply_edit(~treated, again), model.apply_edit(~treated, edit))
 
 
-def test_binned_quantiles_are_the_quantiles_within_each_bin():
+def test_level_quantiles_are_the_quantiles_within_each_level_bin():
+    """The compiled fit: edges are the weighted quantiles of the decoded values, and each
+    bin's knots the weighted quantiles of its cells' residuals -- with tied values, zero
+    weights and tied levels (which leave bins empty)."""
     g = torch.Generator().manual_seed(0)
-    d, n, k = 5, 400, 4
-    values = torch.randn(d, n, generator=g, dtype=torch.float64).round(decimals=1)  # ties
-    bins = torch.randint(0, k, (d, n), generator=g)
+    d, n, k = 6, 400, 4
+    res = torch.randn(d, n, generator=g, dtype=torch.float64).round(decimals=1)  # ties
+    dec = torch.rand(d, n, generator=g, dtype=torch.float64)
+    dec[0] = (3 * dec[0]).round()  # few levels: some bins stay empty
     weights = torch.rand(n, generator=g, dtype=torch.float64) + 0.1
+    weights[:7] = 0.0
     probs = torch.linspace(0, 1, 25, dtype=torch.float64)
-    knots, ess = _binned_quantiles(values, bins, k, probs, weights)
+    edges, knots, ess = _kernels.level_quantiles(res.numpy(), dec.numpy(), weights.numpy(), k,
+                                                 probs.numpy())
+    expected_edges = weighted_quantiles(dec.T, torch.arange(1, k, dtype=torch.float64) / k, weights)
+    np.testing.assert_allclose(edges, expected_edges.numpy(), rtol=0, atol=1e-12)
+    assert (ess[:, 0] == 0).any() and (ess[:, 1:] > 0).all()
     for j in range(d):
+        level = np.searchsorted(edges[:, j], dec[j].numpy(), side="right")
         for b in range(k):
-            inside = bins[j] == b
-            expected = weighted_quantiles(values[j, inside, None], probs, weights[inside])[:, 0]
-            torch.testing.assert_close(knots[b, :, j], expected, rtol=0, atol=1e-12)
+            inside = torch.from_numpy(level == b)
             w = weights[inside]
-            torch.testing.assert_close(ess[b, j], w.sum() ** 2 / (w**2).sum())
+            if not w.sum() > 0:
+                assert ess[b, j] == 0
+                continue
+            expected = weighted_quantiles(res[j, inside, None], probs, w)[:, 0]
+            np.testing.assert_allclose(knots[b, :, j], expected.numpy(), rtol=0, atol=1e-12)
+            np.testing.assert_allclose(ess[b, j], (w.sum() ** 2 / (w**2).sum()).item(), rtol=1e-12)
 
 
 def _switching_gene(n, generator):
