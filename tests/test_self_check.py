@@ -180,3 +180,66 @@ def test_batch_rule_keeps_the_default_when_no_candidate_keeps_the_spread():
     assert _self_check.choose_for_batches(pd.DataFrame(rows))[0] == "bottleneck, pooled"
     rows[1]["mad_change"] = rows[5]["mad_change"] = 0.1  # input, within keeps it in both batches
     assert _self_check.choose_for_batches(pd.DataFrame(rows))[0] == "input, within populations"
+
+
+def _drugs(n: int = 120, seed: int = 0):
+    """Control and two single drugs in 2 populations; drug A adds 3 to feature 0 of
+    population 'P' only, drug B adds 3 to feature 5 of 'P' only."""
+    rng = np.random.default_rng(seed)
+    blocks, obs = [], []
+    for cond, feature in (("control", None), ("A", 0), ("B", 5)):
+        for pop, offset in (("P", 2.0), ("Q", -2.0)):
+            x = rng.normal(0, 1, size=(n, 6))
+            x[:, 1:5] += offset
+            if feature is not None and pop == "P":
+                x[:, feature] += 3.0
+            blocks.append(x)
+            obs += [(pop, cond)] * n
+    obs = pd.DataFrame(obs, columns=["population", "condition"]).astype("category")
+    obs.index = [f"c{i}" for i in range(len(obs))]
+    return ad.AnnData(np.vstack(blocks).astype(np.float32), obs=obs,
+                      var=pd.DataFrame(index=[f"f{j}" for j in range(6)]))
+
+
+def test_combination_self_check_scores_each_drug_on_cells_no_model_saw(monkeypatch):
+    """Each single drug's edit is scored on held-out halves; the one extra autoencoder never
+    saw the held-out drug cells it is scored on; a population-confined effect makes the
+    within-population candidates win, and "auto" predicts with them."""
+    adata = _drugs()
+    trained = []
+    real_make = tl_check.trained_model
+
+    def spy(adata_, *, cells, edit_layer, **kwargs):
+        trained.append((edit_layer, None if cells is None else cells.copy()))
+        return real_make(adata_, cells=cells, edit_layer=edit_layer, **kwargs)
+
+    monkeypatch.setattr(tl_check, "trained_model", spy)
+    scored = []
+    real_records = _self_check.scored_records
+
+    def records_spy(group, scored_, real, populations, apply_rows, real_rows, random_state):
+        scored.append((group, real_rows))
+        return real_records(group, scored_, real, populations, apply_rows, real_rows, random_state)
+
+    monkeypatch.setattr(_self_check, "scored_records", records_spy)
+    sne.tl.predict_combination(adata, "condition", control="control", drug_a="A", drug_b="B",
+                               population_key="population", edit_layer="auto", **SMALL)
+    uns = adata.uns["combination"]
+    table, summary = uns["self_check"], uns["self_check_summary"]
+    assert set(table.group) == {"A", "B"} and summary["n_groups"] == 2
+    assert summary["chosen"].endswith("within populations")
+    assert uns["params"]["within_populations"]
+    bottleneck = [cells for layer, cells in trained if layer == "bottleneck"]
+    assert len(bottleneck) == 1  # one extra fit for the check
+    condition = adata.obs["condition"].to_numpy()
+    for drug, real_rows in scored:
+        assert (condition[real_rows] == drug).all()
+        assert not bottleneck[0][real_rows].any()  # never trained on the cells it is scored on
+        assert len(real_rows) == (condition == drug).sum() // 2
+
+
+def test_combination_self_check_is_off_by_default():
+    adata = _drugs(n=60)
+    sne.tl.predict_combination(adata, "condition", control="control", drug_a="A", drug_b="B",
+                               **SMALL)
+    assert "self_check" not in adata.uns["combination"]

@@ -25,6 +25,7 @@ from ._checks import check_input, check_min_cells
 from ._editing import resolve_populations, trained_model, usable_model
 from ._nonnegative import enforce_nonnegative, nonnegative_columns
 from ._results import to_uns, warn_outside, write_result
+from ._self_check import checked_choice, combination_check
 
 #: Fewer cells than this in a condition is an error.
 MIN_CELLS = 20
@@ -42,6 +43,7 @@ def predict_combination(
     mask_var=None,
     population_key: str | None = None,
     edit_layer: int | str = "bottleneck",
+    self_check: bool = False,
     key_added: str = "combination",
     n_resamples: int = 100,
     bliss_quantile: float = 0.95,
@@ -86,7 +88,18 @@ def predict_combination(
         :func:`neuron_edit`: each single-drug edit is learned within each
         population and applied to the other drug's cells of that population.
         With ``combination``, each population is also tested on its own
-        (see :func:`synergy`).
+        (see :func:`synergy`). ``edit_layer="auto"`` runs the self-check and
+        predicts with its choice.
+    self_check
+        Estimate how well each candidate (``"input"`` or ``"bottleneck"``,
+        pooled or within populations) predicts a single drug's effect: the
+        control and each drug's cells are split in half, the edit control ->
+        drug is learned on one half and scored (energy distance, skill against
+        no change) on the other, with one extra autoencoder that never saw the
+        held-out drug cells. The choice is the cheapest candidate within one
+        standard error (over the drugs) of the best. The proxy is optimistic:
+        it cannot see how an edit carries onto cells another drug has changed.
+        Implied by ``edit_layer="auto"``; costs one extra autoencoder fit.
     key_added
         ``layers[key_added]``, ``obs[f"{key_added}_edited"]``,
         ``obs[f"{key_added}_route"]`` and ``uns[key_added]``.
@@ -124,7 +137,8 @@ def predict_combination(
     pairs = {combination or f"{drug_a}+{drug_b}": (drug_a, drug_b)}
     run = _Run(adata, condition_key, control=control, pairs=pairs, measured=combination is not None,
                layer=layer, mask_var=mask_var, population_key=population_key,
-               edit_layer=edit_layer, key_added=key_added, decode=decode, nonnegative=nonnegative,
+               edit_layer=edit_layer, self_check=self_check, key_added=key_added, decode=decode,
+               nonnegative=nonnegative,
                residual_bins=residual_bins, n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
                model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
                random_state=random_state, progress=progress)
@@ -156,6 +170,7 @@ def synergy(
     mask_var=None,
     population_key: str | None = None,
     edit_layer: int | str = "bottleneck",
+    self_check: bool = False,
     key_added: str = "synergy",
     n_resamples: int = 100,
     bliss_quantile: float = 0.95,
@@ -239,6 +254,10 @@ def synergy(
         reused; each rerun relearns the edits).
     bliss_quantile
         Control quantile that defines a responding cell.
+    self_check
+        As in :func:`predict_combination`, over every single drug of
+        ``combinations``; per-population tests stay on when it chooses pooled
+        edits.
     layer, mask_var, population_key, edit_layer, key_added, decode, residual_bins, nonnegative, n_quantiles
         As in :func:`predict_combination`; ``nonnegative`` applies to the
         prediction the measured cells are compared with, and to each rerun.
@@ -285,7 +304,8 @@ def synergy(
         raise ValueError('combinations must be a non-empty mapping {"A+B": ("A", "B"), ...}.')
     run = _Run(adata, condition_key, control=control, pairs=dict(combinations), measured=True,
                layer=layer, mask_var=mask_var, population_key=population_key,
-               edit_layer=edit_layer, key_added=key_added, decode=decode, nonnegative=nonnegative,
+               edit_layer=edit_layer, self_check=self_check, key_added=key_added, decode=decode,
+               nonnegative=nonnegative,
                residual_bins=residual_bins, n_quantiles=n_quantiles, model=model, max_epochs=max_epochs,
                model_kwargs=model_kwargs, train_kwargs=train_kwargs, device=device,
                random_state=random_state, progress=progress, writes="uns")
@@ -303,7 +323,7 @@ class _Run:
     def __init__(self, adata, condition_key, *, control, pairs, measured, layer, mask_var,
                  population_key, edit_layer, key_added, decode, nonnegative, n_quantiles, model,
                  max_epochs, model_kwargs, train_kwargs, device, random_state, progress, writes="all",
-                 residual_bins=RESIDUAL_BINS):
+                 residual_bins=RESIDUAL_BINS, self_check=False):
         from scanpy import logging as logg
 
         self.X = check_input(adata, layer=layer, key_added=key_added, writes=writes, stacklevel=4)
@@ -341,6 +361,22 @@ class _Run:
         self.start = logg.info(f"neuron editing of {len(pairs)} drug combination(s)")
         train = np.zeros(adata.n_obs, bool)
         train[np.concatenate([self.cells[c] for c in dict.fromkeys(singles)])] = True
+        def mask(condition):
+            out = np.zeros(adata.n_obs, bool)
+            out[self.cells[condition]] = True
+            return out
+
+        edit_layer, chosen, self.checked = checked_choice(
+            adata, edit_layer=edit_layer, self_check=self_check, model=model, populations=populations,
+            check=combination_check, control=mask(control),
+            treated={d: mask(d) for d in dict.fromkeys(singles[1:])}, train_mask=train, layer=layer,
+            mask_var=mask_var, max_epochs=max_epochs, model_kwargs=model_kwargs,
+            train_kwargs=train_kwargs, decode=decode, n_quantiles=n_quantiles,
+            residual_bins=residual_bins, nonnegative=nonnegative, device=device,
+            random_state=random_state, progress=progress)
+        # Edits within populations unless the self-check chose pooled ones; the tests stay per
+        # population either way.
+        self.within = chosen is not None
         if model is None:
             model = trained_model(adata, cells=train, layer=layer, mask_var=mask_var,
                                   edit_layer=edit_layer, max_epochs=max_epochs,
@@ -367,13 +403,13 @@ class _Run:
         pick = {c: None if picks is None else picks[c] for c in (self.control, drug, cells_of)}
         edit = self.model.learn_edit(self.rows(self.control, pick[self.control]),
                                      self.rows(drug, pick[drug]), n_quantiles=self.n_quantiles,
-                                     populations=self.labels(self.control, drug, picks=pick),
+                                     populations=self.edit_labels(self.control, drug, picks=pick),
                                      residual=self.decode == "edited_residual",
                                      residual_bins=self.residual_bins,
                                      random_state=self.random_state)
         cells = self.index(cells_of, pick[cells_of])
         values = self.model.apply_edit(take_rows(self.X, cells), edit,
-                                       populations=self.labels(cells_of, picks=pick),
+                                       populations=self.edit_labels(cells_of, picks=pick),
                                        decode=self.decode)
         return edit, enforce_nonnegative(values, self.X, cells, self._nonnegative_columns,
                                          self.nonnegative)
@@ -387,6 +423,10 @@ class _Run:
                     for c in conditions)
         return out if len(out) > 1 else out[0]
 
+    def edit_labels(self, *conditions, picks=None):
+        """:meth:`labels` for the edits: ``None`` when they are pooled."""
+        return self.labels(*conditions, picks=picks) if self.within else None
+
     def routes(self, drug_a, drug_b):
         """``[(rows of B cells, A's edit on them), (rows of A cells, B's edit on them)]``."""
         if (drug_a, drug_b) not in self._values:
@@ -394,7 +434,7 @@ class _Run:
             for drug, other in ((drug_a, drug_b), (drug_b, drug_a)):
                 edit, values = self._edit_onto(drug, other)
                 stats = self.model.edit_statistics(self.rows(other), edit,
-                                                   populations=self.labels(other))
+                                                   populations=self.edit_labels(other))
                 warn_outside(float(stats["outside_fraction"].mean()), f"the {other} cells", depth=2)
                 out.append((self.cells[other], values))
             self._values[drug_a, drug_b] = out
@@ -545,9 +585,12 @@ class _Run:
             "params": {"condition_key": self.condition_key, "control": self.control,
                        "combinations": {k: list(v) for k, v in self.pairs.items()},
                        "layer": self.layer, "population_key": self.population_key,
+                       "within_populations": self.within,
                        "decode": self.decode, "nonnegative": self.nonnegative,
                        "n_quantiles": self.n_quantiles, "residual_bins": self.residual_bins,
                        "n_features": m.n_features, **m.config,
                        "edit_layer": m.edit_layer, "train": m.train_params},
             "history": m.history.to_dict(),
+            **({} if self.checked is None else dict(zip(("self_check", "self_check_summary"),
+                                                        self.checked))),
         }

@@ -31,8 +31,9 @@ def resolve_edit_layer(edit_layer, self_check: bool, *, model=None) -> tuple[obj
     return edit_layer, bool(self_check)
 
 
-def checked_choice(adata, *, edit_layer, self_check, model, populations, **kwargs):
-    """Run the self-check when asked (or when ``edit_layer="auto"``).
+def checked_choice(adata, *, edit_layer, self_check, model, populations, check=None, **kwargs):
+    """Run the self-check when asked (or when ``edit_layer="auto"``): ``check`` (default
+    :func:`perturbation_check`) with ``kwargs``.
 
     Returns ``(edit_layer, populations, checked)``: with ``"auto"`` the check's
     choice, and ``checked`` the table and summary (``None`` without a check).
@@ -40,19 +41,37 @@ def checked_choice(adata, *, edit_layer, self_check, model, populations, **kwarg
     edit_layer, self_check = resolve_edit_layer(edit_layer, self_check, model=model)
     if not self_check:
         return edit_layer, populations, None
-    checked = perturbation_check(adata, model=model, populations=populations, **kwargs)
+    checked = (check or perturbation_check)(adata, model=model, populations=populations, **kwargs)
     if edit_layer == "auto":
         edit_layer, populations = chosen_options(checked[1], populations)
     return edit_layer, populations, checked
 
 
-def perturbation_check(adata, *, source, target, groups, populations, train_mask, layer, mask_var,
-                       model, model_kwargs, train_kwargs, max_epochs, decode, n_quantiles,
-                       residual_bins, nonnegative, device, random_state, progress):
+def perturbation_check(adata, *, source, target, groups, populations, train_mask, **settings):
     """Inner leave-one-group-out over the groups holding both ``source`` and ``target`` cells.
 
     Returns the long table (with a ``chosen`` column) and the summary dict.
     """
+    groups = np.asarray(groups).astype(str)
+    return _run(adata, "inner leave-one-group-out", check.leave_one_group_out, dict(
+        source=source, target=target, groups=groups, populations=populations,
+        train_mask=train_mask), **settings)
+
+
+def combination_check(adata, *, control, treated, populations, train_mask, **settings):
+    """Split-half proxy of each single drug's edit (``treated``: drug -> mask).
+
+    Returns the long table (with a ``chosen`` column) and the summary dict.
+    """
+    return _run(adata, "each single drug's edit on held-out halves", check.split_half_effects,
+                dict(control=control, treated=treated, populations=populations,
+                     train_mask=train_mask), **settings)
+
+
+def _run(adata, what, inner, arguments, *, layer, mask_var, model, model_kwargs, train_kwargs,
+         max_epochs, decode, n_quantiles, residual_bins, nonnegative, device, random_state, progress):
+    """Build the check's models the way the calling ``tl`` function builds its own, run
+    ``inner`` (a function of :mod:`sc_neuronedit._self_check`), choose, log."""
     from scanpy import logging as logg
 
     X = _ad.get_matrix(adata, layer)
@@ -74,15 +93,13 @@ def perturbation_check(adata, *, source, target, groups, populations, train_mask
                              train_kwargs=train_kwargs, device=device, random_state=random_state,
                              progress=progress)
 
-    start = logg.info("self-check: inner leave-one-group-out")
-    table = check.leave_one_group_out(
-        rows=lambda idx: take_rows(X, idx), source=source, target=target,
-        groups=np.asarray(groups).astype(str), populations=populations, make_model=make_model,
-        train_mask=train_mask,
+    start = logg.info(f"self-check: {what}")
+    table = inner(
+        rows=lambda idx: take_rows(X, idx), make_model=make_model,
         learn_options=dict(n_quantiles=n_quantiles, residual=decode == "edited_residual",
                            residual_bins=residual_bins, random_state=random_state),
         apply_options=dict(decode=decode), finish=finish, random_state=random_state,
-        progress=logg.info)
+        progress=logg.info, **arguments)
     chosen, summary = check.choose(table)
     table["chosen"] = table["candidate"] == chosen
     logg.info(f"    self-check: {check.summary_line(summary)}", time=start)
