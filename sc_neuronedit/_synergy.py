@@ -166,7 +166,7 @@ def grouped_statistics(M, labels, groups) -> np.ndarray:
 
 
 def population_tests(observed, observed_labels, predicted, predicted_labels, replicates,
-                     observed_replicates, *, populations, features) -> pd.DataFrame:
+                     observed_replicates, *, populations, features, route_gap=None) -> pd.DataFrame:
     """Observed minus predicted :data:`STATISTICS` per population and feature, with p-values.
 
     Parameters
@@ -187,6 +187,12 @@ def population_tests(observed, observed_labels, predicted, predicted_labels, rep
         The population labels to test; ``"all"`` means every cell (the pooled test).
     features
         Feature names.
+    route_gap
+        The same shape as one replicate: each statistic of one route's prediction
+        minus the other's. Half of it estimates the prediction's error beyond
+        sampling and enters the null's variance, as in :func:`synergy_table` (a
+        bootstrap sees the edit's variance, not its bias, which shows most in the
+        tails).
 
     Returns
     -------
@@ -215,6 +221,8 @@ def population_tests(observed, observed_labels, predicted, predicted_labels, rep
         var_obs[i, 0] = rows.var(0, ddof=1) / len(rows)
         df_obs[i, 0] = len(rows) - 1
     var = var_boot + var_obs
+    if route_gap is not None:  # a known term: no degrees of freedom of its own
+        var = var + (np.asarray(route_gap) / 2) ** 2
     se = np.sqrt(np.maximum(var, 1e-12))
     # A bootstrap variance from B reruns has B - 1 degrees of freedom only if the reruns are
     # normal; heavy tails make it noisier (Var s^2 = sigma^4 (2 / (B - 1) + kurtosis / B)).

@@ -223,7 +223,9 @@ def synergy(
     so that an interaction that moves only part of a population's cells is
     seen in a tail. Each has the standard error of the same bootstrap of the
     whole pipeline (the observed quantiles' from resampling the observed
-    cells) and a t reference. The family of a combination is populations
+    cells), widened, as the pooled mean's, by half the gap between the two
+    routes' values of the same statistic (the edit's bias, which a bootstrap
+    does not see), and a t reference. The family of a combination is populations
     (``"all"`` = pooled) x features x statistics: ``qvalue`` is
     Benjamini-Hochberg over it. Populations with fewer than 20 cells in any
     condition are left out, with a warning, and listed in
@@ -514,8 +516,14 @@ class _Run:
                 self._scored(self.rows(b)), observed, quantile=bliss_quantile)
             table["route_gap"] = gap["mean_difference"]
             tables[label] = table
+            (_, first), (_, second) = routes
+            first_labels, second_labels = (
+                (None, None) if self.populations is None else (self.labels(b), self.labels(a)))
+            route_gap = (grouped_statistics(self._scored(first), first_labels, pops)
+                         - grouped_statistics(self._scored(second), second_labels, pops))
             family = population_tests(observed, observed_labels, predicted, predicted_labels,
-                                      boot_stats, obs_stats, populations=pops, features=names)
+                                      boot_stats, obs_stats, populations=pops, features=names,
+                                      route_gap=route_gap)
             # The pooled mean is the test of the wide tables (its null also holds the routes' gap).
             pooled = (family["population"] == "all") & (family["statistic"] == "mean")
             family.loc[pooled, ["estimate", "se", "pvalue"]] = table[
