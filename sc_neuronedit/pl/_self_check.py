@@ -1,3 +1,5 @@
+"""The self-check's table as a plot: skill per group and candidate, and the choice."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +20,8 @@ def _checked(adata, key):
     if "self_check" not in res:
         raise ValueError(
             f"adata.uns[{key!r}] holds no self-check table; run the tl function "
-            "(tl.predict_perturbation, tl.neuron_edit with groupby=, tl.batch_correct) with "
-            "self_check=True or edit_layer='auto'.")
+            "(tl.predict_perturbation, tl.neuron_edit with groupby=, tl.batch_correct, "
+            "tl.predict_combination, tl.synergy) with self_check=True or edit_layer='auto'.")
     return res["self_check"], res.get("self_check_summary") or {}
 
 
@@ -64,9 +66,11 @@ def self_check(adata, key: str = "predicted_perturbation", *, ax=None, show: boo
     ----------
     adata
         AnnData holding the result of :func:`~sc_neuronedit.tl.predict_perturbation`,
-        :func:`~sc_neuronedit.tl.neuron_edit` (with ``groupby``) or
-        :func:`~sc_neuronedit.tl.batch_correct` run with ``self_check=True``
-        or ``edit_layer="auto"``.
+        :func:`~sc_neuronedit.tl.neuron_edit` (with ``groupby``),
+        :func:`~sc_neuronedit.tl.batch_correct`,
+        :func:`~sc_neuronedit.tl.predict_combination` or
+        :func:`~sc_neuronedit.tl.synergy` (the groups are then the single drugs)
+        run with ``self_check=True`` or ``edit_layer="auto"``.
     key
         The ``key_added`` of that run.
     {common_params}
