@@ -1,6 +1,7 @@
 """The residual edit conditioned on the expression level.
 
-Pure tensor math, no AnnData and no autoencoder. ``decode="edited_residual"``
+Array math, no AnnData and no autoencoder (the fit's per-bin quantiles run in one compiled
+pass per feature, ``_kernels.level_quantiles``). ``decode="edited_residual"``
 adds to the decoded edit ``decode(z')`` an edited copy of the cell's
 reconstruction residual ``r = x - decode(z)``. Pooled over all cells, one
 quantile map per feature cannot give a gene that switches on heterogeneously
