@@ -5,7 +5,9 @@ groups, so leaving each of those out in turn and predicting its real target
 cells estimates the error honestly -- as long as no group is scored with an
 autoencoder that saw its target cells. Two extra autoencoders, each trained
 without the target cells of one half of the groups, score that half's groups
-(2 extra fits, not one per group). The input layer needs no autoencoder.
+(2 extra fits, not one per group). The input layer needs no autoencoder. Where no
+group can be left out, halves of the cells stand in: each batch's reference cells
+(:func:`split_half_batches`) and each single drug's cells (:func:`split_half_effects`).
 
 Arrays and models in, tables out: the ``tl`` functions resolve AnnData
 selections at their edge and hand in masks, labels and a model factory.
