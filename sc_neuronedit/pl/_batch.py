@@ -131,9 +131,7 @@ def batch_densities(adata, markers: Sequence[str] | str, key: str = "batch_corre
         With ``ax``, give 4 axes per marker (e.g. an array of shape
         ``(n_markers, 4)``); the batch legend is then left out.
 
-    Returns
-    -------
-    The figure, or ``None`` with ``show=True``.
+    {figure_returns}
 
     Examples
     --------

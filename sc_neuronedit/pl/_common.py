@@ -102,6 +102,12 @@ COMMON_PARAMS = """ax
         ``sc.settings.figdir`` as ``<plot name><sc.settings.plot_suffix>.<sc.settings.file_format_figs>``."""
 
 
+#: numpydoc Returns section of every plotting function.
+FIGURE_RETURNS = """Returns
+    -------
+    The figure, or ``None`` with ``show=True``."""
+
+
 #: The first lines of the examples that plot a prediction on the Kang data.
 KANG_RESULT = """>>> import sc_neuronedit as sne
     >>> adata = sne.datasets.kang_pbmc()
@@ -110,7 +116,9 @@ KANG_RESULT = """>>> import sc_neuronedit as sne
 
 
 def documented(func):
-    """Fill ``{common_params}`` and ``{kang_result}`` in ``func``'s docstring."""
+    """Fill ``{common_params}``, ``{figure_returns}`` and ``{kang_result}`` in ``func``'s
+    docstring."""
     func.__doc__ = (func.__doc__.replace("{common_params}", COMMON_PARAMS)
+                    .replace("{figure_returns}", FIGURE_RETURNS)
                     .replace("{kang_result}", KANG_RESULT))
     return func

@@ -24,9 +24,7 @@ def edit_curves(adata, key: str = "predicted_perturbation", *, n_neurons: int = 
         How many neurons to show, largest mean absolute shift first.
     {common_params}
 
-    Returns
-    -------
-    The figure, or ``None`` with ``show=True``.
+    {figure_returns}
 
     Examples
     --------

@@ -83,9 +83,7 @@ def reg_mean(adata, key: str = "predicted_perturbation", *, observed=None,
         Layer of the observed and control values; default ``X``.
     {common_params}
 
-    Returns
-    -------
-    The figure, or ``None`` with ``show=True``.
+    {figure_returns}
 
     Examples
     --------
@@ -165,9 +163,7 @@ def distributions(adata, genes: Sequence[str] | str, key: str = "predicted_pertu
         Layer of the control and observed values; default ``X``.
     {common_params}
 
-    Returns
-    -------
-    The figure, or ``None`` with ``show=True``.
+    {figure_returns}
 
     Examples
     --------

@@ -75,9 +75,7 @@ def self_check(adata, key: str = "predicted_perturbation", *, ax=None, show: boo
         The ``key_added`` of that run.
     {common_params}
 
-    Returns
-    -------
-    The figure, or ``None`` with ``show=True``.
+    {figure_returns}
 
     Examples
     --------

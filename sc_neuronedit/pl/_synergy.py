@@ -152,9 +152,7 @@ def synergy_distributions(adata, feature: str, key: str = "combination", *,
         Histogram bins (shared by both).
     {common_params}
 
-    Returns
-    -------
-    The figure, or ``None`` with ``show=True``.
+    {figure_returns}
 
     Examples
     --------

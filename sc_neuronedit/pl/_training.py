@@ -18,9 +18,7 @@ def loss(adata, key: str = "predicted_perturbation", *, ax=None, show: bool | No
         The ``key_added`` of the run.
     {common_params}
 
-    Returns
-    -------
-    The figure, or ``None`` with ``show=True``.
+    {figure_returns}
 
     Examples
     --------
