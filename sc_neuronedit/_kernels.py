@@ -378,7 +378,8 @@ def level_quantiles(residuals: np.ndarray, decoded: np.ndarray, weights: np.ndar
     Parameters
     ----------
     residuals, decoded
-        Feature-major ``(d, n)`` float64: each cell's residual and decoded value.
+        ``(n, d)``: each cell's residual and decoded value (copied once, feature-major in
+        float64 with the cells ordered by weight).
     weights
         ``(n,)`` float64 non-negative cell weights with a positive sum.
     n_bins
@@ -393,11 +394,11 @@ def level_quantiles(residuals: np.ndarray, decoded: np.ndarray, weights: np.ndar
     :func:`sc_neuronedit.weighted_quantiles`, within each bin) and ``ess`` ``(K, d)``,
     the effective cell count of each bin (Kish; 0 for an empty bin, whose knots are 0).
     """
-    d = residuals.shape[0]
+    d = residuals.shape[1]
     # Cells ordered by weight once, for the stable sorts' tie order.
     by_weight = np.argsort(weights, kind="stable")
-    res = np.ascontiguousarray(residuals[:, by_weight], dtype=np.float64)
-    dec = np.ascontiguousarray(decoded[:, by_weight], dtype=np.float64)
+    res = np.ascontiguousarray(residuals[by_weight].T, dtype=np.float64)
+    dec = np.ascontiguousarray(decoded[by_weight].T, dtype=np.float64)
     w = np.ascontiguousarray(weights[by_weight], dtype=np.float64)
     edges = np.empty((n_bins - 1, d))
     knots = np.empty((n_bins, len(probs), d))

@@ -234,7 +234,7 @@ def fit_level_residual_edit(
                             (target_residuals, target_decoded, target_weights)):
             w = np.ones(len(res)) if w is None else w.to(torch.float64).cpu().numpy()
             sides.append([torch.from_numpy(a) for a in _kernels.level_quantiles(
-                _feature_major(res), _feature_major(dec), w, n_bins, probs)])
+                res.detach().cpu().numpy(), dec.detach().cpu().numpy(), w, n_bins, probs)])
     (s_edges, s_knots, s_ess), (t_edges, t_knots, t_ess) = sides
     # An empty bin (ess 0) has no knots: it falls back whatever min_cells is.
     small = ((s_ess < min_cells) | (s_ess <= 0)).any(dim=0) | ((t_ess < min_cells) | (t_ess <= 0)).any(dim=0)
@@ -246,8 +246,3 @@ def fit_level_residual_edit(
     return LevelResidualEdit(
         s_edges.to(device, dtype), t_edges.to(device, dtype), s_knots.to(device, dtype),
         t_knots.to(device, dtype), small.to(device))
-
-
-def _feature_major(values: torch.Tensor) -> np.ndarray:
-    """``(d, n)`` float64 NumPy copy of ``(n, d)`` cell rows, for the compiled fit."""
-    return np.ascontiguousarray(values.detach().cpu().numpy().T, dtype=np.float64)

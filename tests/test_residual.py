@@ -70,7 +70,7 @@ def test_level_quantiles_are_the_quantiles_within_each_level_bin():
     weights = torch.rand(n, generator=g, dtype=torch.float64) + 0.1
     weights[:7] = 0.0
     probs = torch.linspace(0, 1, 25, dtype=torch.float64)
-    edges, knots, ess = _kernels.level_quantiles(res.numpy(), dec.numpy(), weights.numpy(), k,
+    edges, knots, ess = _kernels.level_quantiles(res.T.numpy(), dec.T.numpy(), weights.numpy(), k,
                                                  probs.numpy())
     expected_edges = weighted_quantiles(dec.T, torch.arange(1, k, dtype=torch.float64) / k, weights)
     np.testing.assert_allclose(edges, expected_edges.numpy(), rtol=0, atol=1e-12)
