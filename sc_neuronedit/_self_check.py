@@ -97,6 +97,14 @@ def group_skill(table: pd.DataFrame) -> pd.DataFrame:
     return use.groupby(["group", "candidate"], sort=False)[["error", "skill"]].mean().reset_index()
 
 
+def random_half(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random half (rounded down) of the cells of ``mask``, as a mask."""
+    idx = rng.permutation(np.flatnonzero(mask))
+    half = np.zeros(len(mask), dtype=bool)
+    half[idx[: len(idx) // 2]] = True
+    return half
+
+
 def halves(groups: list[str], random_state: int) -> list[list[str]]:
     """The groups dealt into two halves at random (seeded)."""
     order = np.random.default_rng(random_state).permutation(len(groups))
@@ -226,9 +234,7 @@ def split_half_effects(
     rng = np.random.default_rng(random_state)
 
     def halves_of(mask):
-        idx = rng.permutation(np.flatnonzero(mask))
-        first = np.zeros(len(mask), dtype=bool)
-        first[idx[: len(idx) // 2]] = True
+        first = random_half(mask, rng)
         return first, mask & ~first
 
     learn_control, held_control = halves_of(control)
@@ -373,10 +379,8 @@ def split_half_batches(
     feature's MAD in the held-out half).
     """
     rng = np.random.default_rng(random_state)
-    learn_half = np.zeros(len(reference), dtype=bool)
-    for b in np.unique(batches):
-        idx = np.flatnonzero(reference & (batches == b))
-        learn_half[rng.permutation(idx)[: len(idx) // 2]] = True
+    learn_half = np.any([random_half(reference & (batches == b), rng) for b in np.unique(batches)],
+                        axis=0)
     held_half = reference & ~learn_half
     goal = reference if goal_batch is None else reference & (batches == str(goal_batch))
     goal_rows = np.flatnonzero(goal & held_half)
