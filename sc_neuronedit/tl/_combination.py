@@ -361,13 +361,13 @@ class _Run:
         features = _ad.resolve_mask_var(adata, mask_var)
         self.features = np.ones(adata.n_vars, bool) if features is None else features
         self.start = logg.info(f"neuron editing of {len(pairs)} drug combination(s)")
-        train = np.zeros(adata.n_obs, bool)
-        train[np.concatenate([self.cells[c] for c in dict.fromkeys(singles)])] = True
+
         def mask(condition):
             out = np.zeros(adata.n_obs, bool)
             out[self.cells[condition]] = True
             return out
 
+        train = np.any([mask(c) for c in dict.fromkeys(singles)], axis=0)
         edit_layer, chosen, self.checked = checked_choice(
             adata, edit_layer=edit_layer, self_check=self_check, model=model, populations=populations,
             check=combination_check, control=mask(control),
@@ -517,10 +517,8 @@ class _Run:
             table["route_gap"] = gap["mean_difference"]
             tables[label] = table
             (_, first), (_, second) = routes
-            first_labels, second_labels = (
-                (None, None) if self.populations is None else (self.labels(b), self.labels(a)))
-            route_gap = (grouped_statistics(self._scored(first), first_labels, pops)
-                         - grouped_statistics(self._scored(second), second_labels, pops))
+            route_gap = (grouped_statistics(self._scored(first), self.labels(b), pops)
+                         - grouped_statistics(self._scored(second), self.labels(a), pops))
             family = population_tests(observed, observed_labels, predicted, predicted_labels,
                                       boot_stats, obs_stats, populations=pops, features=names,
                                       route_gap=route_gap)
