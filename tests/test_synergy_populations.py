@@ -7,7 +7,7 @@ import pytest
 from conftest import assert_unchanged, snapshot
 
 import sc_neuronedit as sne
-from sc_neuronedit._synergy import STATISTICS, TEST_COLUMNS, holm, population_tests
+from sc_neuronedit._synergy import STATISTICS, TEST_COLUMNS, grouped_statistics, holm, population_tests
 
 # The per-feature quantile edit (no autoencoder): the statistics are under test here, not the
 # decoder's accuracy (tests/test_combination.py covers the autoencoder's routes).
@@ -190,3 +190,52 @@ def test_population_heatmap_and_distributions(tmp_path):
         sne.pl.synergy(adata, "combination", statistic="q99")
     with pytest.raises(ValueError, match="population='S' has no AB cells"):
         sne.pl.synergy_distributions(adata, "4", population="S")
+
+
+def test_distortion_variance_is_the_squared_shift_less_its_noise():
+    from sc_neuronedit._synergy import distortion_variance
+
+    # mean 0.5, variance 0.02 over 2 halvings: 0.25 - 0.02 / 2
+    np.testing.assert_allclose(distortion_variance([[0.4], [0.6]]), [0.24])
+    # Noise around no shift: never negative, and about half of what the squared mean alone
+    # would add (sigma^2 / k; the clipping at zero keeps the rest): 0.53 measured.
+    noise = np.random.default_rng(0).normal(0, 0.1, size=(4, 5000))
+    term = distortion_variance(noise)
+    assert term.min() == 0 and term.mean() < 0.6 * 0.1**2 / 4
+    with pytest.raises(ValueError, match="at least 2"):
+        distortion_variance([[0.1]])
+
+
+def test_identity_shifts_absorb_a_distortion_the_bootstrap_cannot_see():
+    # Known answer, arrays only: the pipeline stretches population p0's lower tail of feature 0
+    # (its 10 % lowest predicted cells are 1.5 lower); observed and predicted are otherwise
+    # alike. The reruns repeat the stretch, so their spread cannot see it: q10 is "significant".
+    # The identity shifts measure the stretch (with noise) and the test no longer calls it.
+    rng = np.random.default_rng(1)
+    pops = ["all", "p0", "p1"]
+
+    def draw(n, stretched):
+        labels = rng.choice(np.array(pops[1:]), size=n)
+        x = rng.normal(0, 1, size=(n, 3))
+        if stretched:
+            low = (labels == "p0") & (x[:, 0] < np.quantile(x[labels == "p0", 0], 0.1))
+            x[low, 0] -= 1.5
+        return x, labels
+
+    obs, obs_lab = draw(1500, False)
+    pred, pred_lab = draw(1500, True)
+    boot = [grouped_statistics(*draw(1500, True), pops) for _ in range(30)]
+    boot_obs = [grouped_statistics(*draw(1500, False), pops) for _ in range(30)]
+    shifts = [grouped_statistics(*draw(1500, True), pops) - grouped_statistics(*draw(1500, False), pops)
+              for _ in range(4)]
+    kwargs = dict(populations=pops, features=["f0", "f1", "f2"])
+    without = population_tests(obs, obs_lab, pred, pred_lab, boot, boot_obs, **kwargs)
+    with_shifts = population_tests(obs, obs_lab, pred, pred_lab, boot, boot_obs,
+                                   identity_shifts=shifts, **kwargs)
+    cell = "population == 'p0' and feature == 'f0' and statistic == 'q10'"
+    assert without.query(cell)["pvalue"].iloc[0] < 1e-4
+    assert with_shifts.query(cell)["pvalue"].iloc[0] > 0.05
+    # where nothing is distorted, the test keeps its power: standard errors barely change
+    other = "not (feature == 'f0' and population != 'p1')"
+    ratio = with_shifts.query(other)["se"].to_numpy() / without.query(other)["se"].to_numpy()
+    assert np.median(ratio) < 1.1, np.median(ratio)

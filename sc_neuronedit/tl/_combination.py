@@ -29,6 +29,8 @@ from ._self_check import checked_choice, combination_check
 
 #: Fewer cells than this in a condition is an error.
 MIN_CELLS = 20
+#: Control -> control edits that measure the pipeline's own distortion of each statistic.
+IDENTITY_HALVINGS = 4
 
 
 def predict_combination(
@@ -403,18 +405,44 @@ class _Run:
         ``picks`` (condition -> row positions) resamples the cells of each condition.
         """
         pick = {c: None if picks is None else picks[c] for c in (self.control, drug, cells_of)}
-        edit = self.model.learn_edit(self.rows(self.control, pick[self.control]),
-                                     self.rows(drug, pick[drug]), n_quantiles=self.n_quantiles,
-                                     populations=self.edit_labels(self.control, drug, picks=pick),
-                                     residual=self.decode == "edited_residual",
-                                     residual_bins=self.residual_bins,
-                                     random_state=self.random_state)
+        edit = self._learn(self.rows(self.control, pick[self.control]), self.rows(drug, pick[drug]),
+                           self.edit_labels(self.control, drug, picks=pick))
         cells = self.index(cells_of, pick[cells_of])
-        values = self.model.apply_edit(take_rows(self.X, cells), edit,
-                                       populations=self.edit_labels(cells_of, picks=pick),
+        return edit, self._apply(cells, edit, self.edit_labels(cells_of, picks=pick))
+
+    def _learn(self, source, target, labels):
+        return self.model.learn_edit(source, target, n_quantiles=self.n_quantiles, populations=labels,
+                                     residual=self.decode == "edited_residual",
+                                     residual_bins=self.residual_bins, random_state=self.random_state)
+
+    def _apply(self, cells, edit, labels):
+        """``edit`` applied to the rows ``cells`` of ``adata``, as the output is written."""
+        values = self.model.apply_edit(take_rows(self.X, cells), edit, populations=labels,
                                        decode=self.decode)
-        return edit, enforce_nonnegative(values, self.X, cells, self._nonnegative_columns,
-                                         self.nonnegative)
+        return enforce_nonnegative(values, self.X, cells, self._nonnegative_columns,
+                                   self.nonnegative)
+
+    def identity_shifts(self, drug_a, drug_b, pops, *, k: int = IDENTITY_HALVINGS) -> np.ndarray:
+        """What the pipeline does to cells when nothing should change: ``k`` edits control ->
+        control, each learned from one random half of the control cells to the other, applied
+        to the cells the routes edit (B's, then A's); each statistic of the edited cells minus
+        the cells as they are. ``(k, len(pops), len(STATISTICS), n_features)``."""
+        rng = np.random.default_rng([self.random_state, 2])  # a stream of its own
+        cells = np.concatenate([self.cells[drug_b], self.cells[drug_a]])
+        labels = self.route_labels(drug_a, drug_b)
+        before = grouped_statistics(self._scored(take_rows(self.X, cells)), labels, pops)
+        n = len(self.cells[self.control])
+        out = []
+        for _ in range(k):
+            order = rng.permutation(n)
+            halves = order[: n // 2], order[n // 2:]
+            with warnings.catch_warnings():  # a half's population too small: as in the reruns
+                warnings.simplefilter("ignore", UserWarning)
+                edit = self._learn(*(self.rows(self.control, h) for h in halves), tuple(
+                    self.labels(self.control)[h] for h in halves) if self.within else None)
+                after = self._scored(self._apply(cells, edit, labels if self.within else None))
+            out.append(grouped_statistics(after, labels, pops) - before)
+        return np.asarray(out)
 
     def labels(self, *conditions, picks=None):
         """Population labels of a condition's (resampled) cells; a tuple of them for several."""
@@ -521,7 +549,8 @@ class _Run:
                          - grouped_statistics(self._scored(second), self.labels(a), pops))
             family = population_tests(observed, observed_labels, predicted, predicted_labels,
                                       boot_stats, obs_stats, populations=pops, features=names,
-                                      route_gap=route_gap)
+                                      route_gap=route_gap,
+                                      identity_shifts=self.identity_shifts(a, b, pops))
             # The pooled mean is the test of the wide tables (its null also holds the routes' gap).
             pooled = (family["population"] == "all") & (family["statistic"] == "mean")
             family.loc[pooled, ["estimate", "se", "pvalue"]] = table[
