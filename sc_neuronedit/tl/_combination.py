@@ -227,7 +227,12 @@ def synergy(
     whole pipeline (the observed quantiles' from resampling the observed
     cells), widened, as the pooled mean's, by half the gap between the two
     routes' values of the same statistic (the edit's bias, which a bootstrap
-    does not see), and a t reference. The family of a combination is populations
+    does not see), and by the pipeline's own distortion of that statistic:
+    4 edits control -> control, each learned from one random half of the
+    control cells to the other, are applied to the cells the routes edit, and
+    the squared mean change of the statistic (less its noise) adds to the
+    variance (an edit adds spread to a small population's tails in both routes
+    alike). The reference is a t distribution. The family of a combination is populations
     (``"all"`` = pooled) x features x statistics: ``qvalue`` is
     Benjamini-Hochberg over it. Populations with fewer than 20 cells in any
     condition are left out, with a warning, and listed in
