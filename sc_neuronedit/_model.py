@@ -108,6 +108,46 @@ class Edit:
 #: within such chunks, and the chunks' order is shuffled (one sequential read each).
 BACKED_CHUNK_ROWS = 16384
 
+def residual_picks(n_source: int, n_target: int, random_state: int):
+    """The cells (positions) of each side that the residual edit learns from: all, or
+    :data:`RESIDUAL_MAX_CELLS` drawn with ``random_state`` (source first, then target)."""
+    rng = np.random.default_rng(random_state)
+
+    def pick(n):
+        if n <= RESIDUAL_MAX_CELLS:
+            return np.arange(n)
+        return np.sort(rng.choice(n, RESIDUAL_MAX_CELLS, replace=False))
+
+    return pick(n_source), pick(n_target)
+
+
+@dataclass
+class _Side:
+    """One side of an edit as :meth:`NeuronEditor.learn_edit` needs it: the cells (a view
+    and its rows), their activations, group labels, and the residuals decoded for some of
+    them (shared by every subset :meth:`take` makes)."""
+
+    view: object
+    idx: np.ndarray
+    codes: torch.Tensor
+    groups: np.ndarray | None
+    residuals: tuple | None = None  # (positions, residual rows, decoded rows)
+    offsets: np.ndarray | None = None  # this subset's positions in the side it was taken from
+
+    def take(self, keep: np.ndarray) -> _Side:
+        at = np.flatnonzero(keep)
+        return _Side(self.view, self.idx[at], self.codes[torch.as_tensor(at)],
+                     None if self.groups is None else self.groups[at], self.residuals,
+                     at if self.offsets is None else self.offsets[at])
+
+    def residual(self, picks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Residual and decoded rows of the cells at ``picks`` (positions in this side)."""
+        positions, res, dec = self.residuals
+        wanted = picks if self.offsets is None else self.offsets[picks]
+        rows = torch.as_tensor(np.searchsorted(positions, wanted))
+        return res[rows], dec[rows]
+
+
 class NeuronEditor:
     """Autoencoder-based neuron editing on an AnnData or a cells x features array.
 
@@ -515,25 +555,34 @@ class NeuronEditor:
                                  "not as matrices.")
             groups = self._row_labels(groupby, name="groupby")
             s_groups, t_groups = groups[s_idx], groups[t_idx]
-        fit = dict(n_quantiles=n_quantiles, residual=residual, residual_bins=residual_bins,
-                   random_state=random_state)
-        pooled = self._learn_one(s_view, s_idx, t_view, t_idx, s_groups, t_groups, **fit)
-        if populations is None:
-            return pooled
-        s_pop, t_pop = self._side_labels(populations, (s_view, s_idx), (t_view, t_idx))
-        own, fallback = population_plan(s_pop, t_pop, source_groups=s_groups, target_groups=t_groups,
-                                        min_cells=min_population_cells)
+        own, fallback = {}, {}
+        if populations is not None:
+            s_pop, t_pop = self._side_labels(populations, (s_view, s_idx), (t_view, t_idx))
+            own, fallback = population_plan(s_pop, t_pop, source_groups=s_groups,
+                                            target_groups=t_groups, min_cells=min_population_cells)
         if fallback:
             warnings.warn(
                 "Too few cells for an edit of their own; these populations take the pooled edit: "
                 + "; ".join(f"{p!r} ({why})" for p, why in fallback.items()) + ".",
                 UserWarning, stacklevel=2)
-
-        def part(groups, keep):
-            return None if groups is None else groups[keep]
-
-        edits = {p: self._learn_one(s_view, s_idx[s_keep], t_view, t_idx[t_keep],
-                                    part(s_groups, s_keep), part(t_groups, t_keep), **fit)
+        # Each side's cells are encoded once, and each needed residual decoded once, for the
+        # pooled edit and every population's (which used to encode their cells again).
+        source = _Side(s_view, s_idx, self._encode_rows(s_view, s_idx), s_groups)
+        target = _Side(t_view, t_idx, self._encode_rows(t_view, t_idx), t_groups)
+        every = np.ones(len(s_idx), bool), np.ones(len(t_idx), bool)
+        plans = {None: every, **own}
+        residual = residual and self.edit_layer != INPUT  # the input layer has no reconstruction
+        picks = {p: residual_picks(int(k[0].sum()), int(k[1].sum()), random_state) if residual
+                 else None for p, k in plans.items()}
+        if residual:
+            for j, side in enumerate((source, target)):
+                side.residuals = self._residual_rows(side, np.unique(np.concatenate(
+                    [np.flatnonzero(keep[j])[picks[p][j]] for p, keep in plans.items()])))
+        fit = dict(n_quantiles=n_quantiles, residual_bins=residual_bins)
+        pooled = self._learn_one(source, target, picks[None], **fit)
+        if populations is None:
+            return pooled
+        edits = {p: self._learn_one(source.take(s_keep), target.take(t_keep), picks[p], **fit)
                  for p, (s_keep, t_keep) in own.items()}
         return Edit(pooled.neurons, pooled.residual, populations=edits, fallback=fallback)
 
@@ -568,46 +617,41 @@ class NeuronEditor:
         labels = self._row_labels(labels, name="populations").astype(str)
         return [labels[idx] for _, idx in sides]
 
-    def _learn_one(self, s_view, s_idx, t_view, t_idx, s_groups, t_groups, *, n_quantiles,
-                   residual, residual_bins, random_state) -> Edit:
-        """One edit from the given source and target rows (groups weigh equally)."""
-        s_w = None if s_groups is None else _ad.group_weights(s_groups)
-        t_w = None if t_groups is None else _ad.group_weights(t_groups)
-        if self.edit_layer == INPUT:
-            residual = False  # the features are edited directly: there is no reconstruction
+    def _learn_one(self, source: _Side, target: _Side, picks, *, n_quantiles, residual_bins) -> Edit:
+        """One edit from the given source and target cells (groups weigh equally); ``picks``:
+        each side's cells for the residual edit (positions), or ``None`` for no residual."""
+        s_w, t_w = (None if side.groups is None else _ad.group_weights(side.groups)
+                    for side in (source, target))
 
         def weight(w, rows=slice(None)):
             return None if w is None else torch.as_tensor(w[rows], dtype=torch.float32)
 
-        neurons = fit_quantile_edit(
-            self._encode_rows(s_view, s_idx), self._encode_rows(t_view, t_idx),
-            n_quantiles=n_quantiles, source_weights=weight(s_w), target_weights=weight(t_w),
-        )
-        if not residual:
+        neurons = fit_quantile_edit(source.codes, target.codes, n_quantiles=n_quantiles,
+                                    source_weights=weight(s_w), target_weights=weight(t_w))
+        if picks is None:
             return Edit(neurons)
-        rng = np.random.default_rng(random_state)
-        def pick(n):
-            if n <= RESIDUAL_MAX_CELLS:
-                return np.arange(n)
-            return np.sort(rng.choice(n, RESIDUAL_MAX_CELLS, replace=False))
-
-        s_pick, t_pick = pick(len(s_idx)), pick(len(t_idx))
+        s_pick, t_pick = picks
         return Edit(neurons, fit_level_residual_edit(
-            *self._residual_rows(s_view, s_idx[s_pick]), *self._residual_rows(t_view, t_idx[t_pick]),
-            n_bins=residual_bins, n_quantiles=n_quantiles, source_weights=weight(s_w, s_pick),
+            *source.residual(s_pick), *target.residual(t_pick), n_bins=residual_bins,
+            n_quantiles=n_quantiles, source_weights=weight(s_w, s_pick),
             target_weights=weight(t_w, t_pick),
         ))
 
     @torch.no_grad()
-    def _residual_rows(self, view, idx, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-        """Residuals ``x - decode(z)`` and decoded values ``decode(z)`` of the cells."""
+    def _residual_rows(self, side: _Side, positions: np.ndarray, batch_size: int = 1024):
+        """Residuals ``x - decode(z)`` and decoded values ``decode(z)`` of the side's cells
+        at ``positions``, decoded from their activations (no second encoding), with
+        ``positions`` itself: what :meth:`_Side.residual` looks up."""
         net = self._require_trained()
+        mine = shard(positions)  # ranks share the work; every rank gets every row back
         res, dec = [], []
-        for xb in iter_batches(view, shard(idx), batch_size, self.device):
-            dec.append(net(xb))
+        for start, xb in zip(range(0, len(mine), batch_size),
+                             iter_batches(side.view, side.idx[mine], batch_size, self.device)):
+            codes = side.codes[mine[start:start + batch_size]].to(self.device)
+            dec.append(net.decode(codes, self.edit_layer))
             res.append(xb - dec[-1])
         empty = torch.empty(0, net.n_input, device=self.device)
-        return tuple(gather_rows(torch.cat(t) if t else empty).cpu() for t in (res, dec))
+        return positions, *(gather_rows(torch.cat(t) if t else empty).cpu() for t in (res, dec))
 
     @torch.no_grad()
     def apply_edit(
