@@ -1,9 +1,13 @@
-"""Which tests make the within-population synergy family's false calls?
+"""Which tests made the within-population synergy family's false calls, and does the
+distortion term see them?
 
 Rebuilds the cells, populations and model of ``benchmarks/synergy_populations.py`` and
-reruns null replicates 10 and 18 (gamma = 0: no interaction) within populations, printing
-the six smallest p-values of each ``tests`` table, with ``nonnegative`` "clip" (default) and
-"off" for replicate 10.
+reruns null replicates 10, 18 and 3 (gamma = 0: no interaction) within populations. For the
+six smallest p-values *without* the pipeline's distortion term it prints the estimate, the
+SE and p without and with the term, the reruns' mean minus the prediction (the bootstrap's
+own bias, which it cannot correct) and the 4 control -> control shifts of that statistic
+(``identity_shifts``; in the estimate's direction: observed minus predicted expects minus
+the shift).
 
     SC_NEURONEDIT_DATA_DIR=/work/shared/data python benchmarks/probe_synergy_null.py
 """
@@ -17,8 +21,8 @@ import synergy_populations as sp
 import torch
 
 import sc_neuronedit as sne
-
-COLUMNS = ["population", "feature", "statistic", "n_observed", "n_predicted", "estimate", "se", "pvalue"]
+import sc_neuronedit.tl._combination as combination
+from sc_neuronedit._synergy import grouped_statistics, population_tests
 
 
 def main():
@@ -38,9 +42,14 @@ def main():
         np.tile(ref.obs["population"].astype(str).to_numpy(), len(vers)))
     model = sne.NeuronEditor(adata).train(cells=np.isin(np.arange(adata.n_obs) // n, [0, 1, 2]),
                                          random_state=0, progress=False)
-    cd7 = X0[:, names.get_loc("CD7")]
-    print(f"CD7: min {cd7.min():.3f}, share <= 0.05: {(cd7 <= 0.05).mean():.3f}")
-    for r, nonnegative in ((10, "clip"), (10, "off"), (18, "clip")):
+    seen = {}
+
+    def spy(*args, **kwargs):  # the synergy call's own inputs to its tests
+        seen.update(args=args, kwargs=kwargs)
+        return population_tests(*args, **kwargs)
+
+    combination.population_tests = spy
+    for r in (10, 18, 3):
         cond = np.full(adata.n_obs, "unused", dtype=object)
         for v, key, g in zip(("ctrl", "A", "B", "AB"), ("ctrl", "A", "B", "AB today 0"),
                              sp.split(n, 1000, r, 0)):
@@ -48,12 +57,24 @@ def main():
         adata.obs["cond"] = pd.Categorical(cond, categories=["ctrl", "A", "B", "AB", "unused"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sne.tl.synergy(adata, "cond", control="ctrl", combinations={"AB": ("A", "B")}, model=model,
-                           n_resamples=30, random_state=r, progress=False, key_added="syn",
-                           population_key="population", nonnegative=nonnegative)
-        tests = adata.uns["syn"]["tests"]
-        print(f"null replicate {r}, nonnegative={nonnegative!r}")
-        print(tests.sort_values("pvalue").head(6)[COLUMNS].to_string(), flush=True)
+            sne.tl.synergy(adata, "cond", control="ctrl", combinations={"AB": ("A", "B")},
+                           model=model, n_resamples=30, random_state=r, progress=False,
+                           key_added="syn", population_key="population")
+        args, kwargs = seen["args"], dict(seen["kwargs"])
+        shifts = np.asarray(kwargs.pop("identity_shifts"))
+        with_term = population_tests(*args, identity_shifts=shifts, **kwargs)
+        without = population_tests(*args, **kwargs)
+        predicted, predicted_labels, replicates = args[2], args[3], np.asarray(args[4])
+        bias = replicates.mean(0) - grouped_statistics(predicted, predicted_labels,
+                                                       kwargs["populations"])
+        table = without[["population", "feature", "statistic", "n_observed", "estimate"]].copy()
+        table["se"], table["p"] = without["se"], without["pvalue"]
+        table["se_with"], table["p_with"] = with_term["se"], with_term["pvalue"]
+        table["boot_bias"] = bias.ravel()
+        for k, shift in enumerate(shifts):
+            table[f"shift{k}"] = -shift.ravel()
+        print(f"null replicate {r}: smallest p-values without the distortion term")
+        print(table.sort_values("p").head(6).round(4).to_string(), flush=True)
 
 
 if __name__ == "__main__":
