@@ -9,9 +9,14 @@ own bias, which it cannot correct) and the 4 control -> control shifts of that s
 (``identity_shifts``; in the estimate's direction: observed minus predicted expects minus
 the shift).
 
-    SC_NEURONEDIT_DATA_DIR=/work/shared/data python benchmarks/probe_synergy_null.py
+With ``--pooled``, instead: the 21 null replicates whose pooled mean test (today's test, the
+wide tables) called a synergy in the 600-replicate run of ``benchmarks/synergy_populations.py``
+are rerun pooled, printing each one's smallest-p feature and how often each feature is it.
+
+    SC_NEURONEDIT_DATA_DIR=/work/shared/data python benchmarks/probe_synergy_null.py [--pooled]
 """
 
+import sys
 import warnings
 
 import anndata as ad
@@ -23,6 +28,10 @@ import torch
 import sc_neuronedit as sne
 import sc_neuronedit.tl._combination as combination
 from sc_neuronedit._synergy import grouped_statistics, population_tests
+
+#: Null replicates with pooled mean p < 0.05 in benchmarks/results/synergy_populations.md's run.
+POOLED_FALSE_CALLS = (13, 19, 48, 62, 76, 86, 89, 118, 123, 184, 186, 193, 206, 213, 218, 231,
+                      251, 260, 280, 281, 282)
 
 
 def main():
@@ -42,6 +51,8 @@ def main():
         np.tile(ref.obs["population"].astype(str).to_numpy(), len(vers)))
     model = sne.NeuronEditor(adata).train(cells=np.isin(np.arange(adata.n_obs) // n, [0, 1, 2]),
                                          random_state=0, progress=False)
+    if "--pooled" in sys.argv:
+        return pooled(adata, offset, n, model)
     seen = {}
 
     def spy(*args, **kwargs):  # the synergy call's own inputs to its tests
@@ -50,16 +61,7 @@ def main():
 
     combination.population_tests = spy
     for r in (10, 18, 3):
-        cond = np.full(adata.n_obs, "unused", dtype=object)
-        for v, key, g in zip(("ctrl", "A", "B", "AB"), ("ctrl", "A", "B", "AB today 0"),
-                             sp.split(n, 1000, r, 0)):
-            cond[offset[key] + g] = v
-        adata.obs["cond"] = pd.Categorical(cond, categories=["ctrl", "A", "B", "AB", "unused"])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sne.tl.synergy(adata, "cond", control="ctrl", combinations={"AB": ("A", "B")},
-                           model=model, n_resamples=30, random_state=r, progress=False,
-                           key_added="syn", population_key="population")
+        null_synergy(adata, offset, n, model, r, population_key="population")
         args, kwargs = seen["args"], dict(seen["kwargs"])
         shifts = np.asarray(kwargs.pop("identity_shifts"))
         with_term = population_tests(*args, identity_shifts=shifts, **kwargs)
@@ -75,6 +77,33 @@ def main():
             table[f"shift{k}"] = -shift.ravel()
         print(f"null replicate {r}: smallest p-values without the distortion term")
         print(table.sort_values("p").head(6).round(4).to_string(), flush=True)
+
+
+def null_synergy(adata, offset, n, model, r, population_key=None):
+    """``sne.tl.synergy`` on null replicate ``r`` of the benchmark (its cells, 30 reruns)."""
+    cond = np.full(adata.n_obs, "unused", dtype=object)
+    for v, key, g in zip(("ctrl", "A", "B", "AB"), ("ctrl", "A", "B", "AB today 0"),
+                         sp.split(n, 1000, r, 0)):
+        cond[offset[key] + g] = v
+    adata.obs["cond"] = pd.Categorical(cond, categories=["ctrl", "A", "B", "AB", "unused"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sne.tl.synergy(adata, "cond", control="ctrl", combinations={"AB": ("A", "B")},
+                       model=model, n_resamples=30, random_state=r, progress=False,
+                       key_added="syn", population_key=population_key)
+    return adata.uns["syn"]
+
+
+def pooled(adata, offset, n, model):
+    rows = []
+    for r in POOLED_FALSE_CALLS:
+        res = null_synergy(adata, offset, n, model, r)
+        p = res["pvalue"].loc["AB"]
+        f = p.idxmin()
+        rows.append(dict(rep=r, feature=f, p=p[f], shift=res["mean_shift"].loc["AB", f],
+                         se=res["se"].loc["AB", f], route_gap=res["route_gap"].loc["AB", f]))
+    table = pd.DataFrame(rows)
+    print(table.round(4).to_string(), "\n", table["feature"].value_counts().to_string(), flush=True)
 
 
 if __name__ == "__main__":
