@@ -578,8 +578,9 @@ class NeuronEditor:
                  else None for p, k in plans.items()}
         if residual:
             for j, side in enumerate((source, target)):
-                side.residuals = self._residual_rows(side, np.unique(np.concatenate(
-                    [np.flatnonzero(keep[j])[picks[p][j]] for p, keep in plans.items()])))
+                needed = np.unique(np.concatenate(
+                    [np.flatnonzero(keep[j])[picks[p][j]] for p, keep in plans.items()]))
+                side.residuals = (needed, *self._residual_rows(side, needed))
         fit = dict(n_quantiles=n_quantiles, residual_bins=residual_bins)
         pooled = self._learn_one(source, target, picks[None], **fit)
         if populations is None:
@@ -642,8 +643,7 @@ class NeuronEditor:
     @torch.no_grad()
     def _residual_rows(self, side: _Side, positions: np.ndarray, batch_size: int = 1024):
         """Residuals ``x - decode(z)`` and decoded values ``decode(z)`` of the side's cells
-        at ``positions``, decoded from their activations (no second encoding), with
-        ``positions`` itself: what :meth:`_Side.residual` looks up."""
+        at ``positions``, decoded from their activations (no second encoding)."""
         net = self._require_trained()
         mine = shard(positions)  # ranks share the work; every rank gets every row back
         res, dec = [], []
@@ -653,7 +653,7 @@ class NeuronEditor:
             dec.append(net.decode(codes, self.edit_layer))
             res.append(xb - dec[-1])
         empty = torch.empty(0, net.n_input, device=self.device)
-        return positions, *(gather_rows(torch.cat(t) if t else empty).cpu() for t in (res, dec))
+        return tuple(gather_rows(torch.cat(t) if t else empty).cpu() for t in (res, dec))
 
     @torch.no_grad()
     def apply_edit(
