@@ -43,7 +43,7 @@ from sc_neuronedit import _self_check, metrics
 HERE = Path(__file__).parent
 
 
-def setups(name):
+def setups(name, how="inner"):
     """The data set, its keys, and a scorer of predictions beyond the check's metric."""
     if name == "bcrxl":
         import bcrxl_donors as bx
@@ -66,7 +66,14 @@ def setups(name):
             donor, cond = adata.obs[bx.DONOR].to_numpy(), adata.obs[bx.COND].to_numpy()
             fit_on = ~((donor == held) & (cond == bx.STIM))
             type_markers = (adata.var["marker_class"] == "type").to_numpy()
-            k, _ = bx.choose_k(adata, held, seed, fit_on, type_markers)
+            if how == "kmeans10":  # a user's own populations: scikit-learn on the training cells
+                from sklearn.cluster import KMeans
+
+                T = adata.layers["arcsinh"][:, type_markers]
+                km = KMeans(10, n_init=10, random_state=0).fit(T[fit_on])
+                adata.obs["population"] = pd.Categorical(km.predict(T).astype(str))
+                return "population", 10
+            k = 10 if how == "pp10" else bx.choose_k(adata, held, seed, fit_on, type_markers)[0]
             sne.pp.populations(adata, type_markers, k, fit_on=fit_on, layer="arcsinh", random_state=seed)
             return "population", k
 
@@ -93,10 +100,13 @@ def main():
     p.add_argument("--groups", nargs="*", default=None)
     p.add_argument("--seeds", nargs="*", type=int, default=[0])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--populations", choices=["inner", "pp10", "kmeans10"], default="inner",
+                   help="BCR-XL: k from bcrxl_donors' inner leave-one-out, sne.pp.populations "
+                        "with k=10, or scikit-learn KMeans(10) on the type markers")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    adata, keys, extra, populations = setups(args.data)
+    adata, keys, extra, populations = setups(args.data, args.populations)
     groups = adata.obs[keys["group"]].to_numpy().astype(str)
     cond = adata.obs[keys["condition"]].to_numpy()
     X = adata.X if keys["layer"] is None else adata.layers[keys["layer"]]
@@ -123,7 +133,6 @@ def main():
             check_s = time.perf_counter() - start
             uns = checked.uns["predicted_perturbation"]
             table, summary = uns["self_check"], uns["self_check_summary"]
-            auto_s = check_s + (fit_s if summary["chosen"].startswith("bottleneck") else 0.0)
             ctrl_rows = np.flatnonzero((groups == held) & (cond == keys["control"]))
             real_rows = np.flatnonzero((groups == held) & (cond == keys["perturbed"]))
             ctrl, real = _dense(X[ctrl_rows]), _dense(X[real_rows])
@@ -150,30 +159,51 @@ def main():
                     real_error=float(np.mean([errs[p] for p in parts])),
                     real_skill=float(np.mean([1 - errs[p] / no_change[p] for p in parts])),
                     **extra(P, held))
+            # edit_layer="auto" chooses on this very table (it trains the same models)
+            default = summary["default"]
+            chosen, summary = _self_check.choose(table, default)
+            low, high = summary["skill_interval"]
             inner = _self_check.group_skill(table).groupby("candidate")
             for name, t in truth.items():
                 rows.append(dict(seed=seed, group=held, candidate=name, k=k,
                                  estimated_error=float(inner["error"].mean()[name]),
                                  estimated_skill=float(inner["skill"].mean()[name]), **t,
-                                 chosen=name == summary["chosen"]))
+                                 chosen=name == chosen))
             frame = pd.DataFrame([r for r in rows if r["seed"] == seed and r["group"] == held])
             best = frame.loc[frame.real_skill.idxmax(), "candidate"]
             rho = stats.spearmanr(frame.estimated_skill, frame.real_skill).statistic
-            checks.append(dict(seed=seed, group=held, chosen=summary["chosen"], truth_best=best,
-                               agree=summary["chosen"] == best, spearman=rho, auto_s=auto_s, fit_s=fit_s,
-                               default_s=default_s, cost_ratio=auto_s / default_s,
-                               **extra(predictions[summary["chosen"]], held)))
+            gain = summary["comparison"].set_index("candidate")
+            alt = gain.drop(default)["gain"].idxmax()
+            auto_s = check_s + (fit_s if chosen.startswith("bottleneck") else 0.0)
+            scores = {c: v for c, v in extra(predictions[chosen], held).items()}
+            scores.update({f"default_{c}": v for c, v in extra(predictions[default], held).items()})
+            checks.append(dict(seed=seed, group=held, chosen=chosen, truth_best=best,
+                               agree=chosen == best, spearman=rho,
+                               best_alternative=alt, alt_gain=float(gain.loc[alt, "gain"]),
+                               alt_threshold=float(gain.loc[alt, "threshold"]),
+                               expected_skill=summary["expected_skill"], low=low, high=high,
+                               real_skill=truth[chosen]["real_skill"],
+                               covered=bool(low <= truth[chosen]["real_skill"] <= high),
+                               vouched=summary["vouched"],
+                               energy=truth[chosen]["real_error"],
+                               default_energy=truth[default]["real_error"],
+                               auto_s=auto_s, fit_s=fit_s, default_s=default_s,
+                               cost_ratio=auto_s / default_s, **scores))
             print(checks[-1], flush=True)
             write(args, pd.DataFrame(rows), pd.DataFrame(checks))
 
 
 def write(args, df: pd.DataFrame, ck: pd.DataFrame) -> None:
     """The report so far (rewritten after every held-out group)."""
-    out = Path(args.out or HERE / "results" / f"self_check_{args.data}.md")
+    suffix = "" if args.populations == "inner" else f"_{args.populations}"
+    out = Path(args.out or HERE / "results" / f"self_check_{args.data}{suffix}.md")
+    df.to_csv(out.with_suffix(".candidates.csv"), index=False)
+    ck.to_csv(out.with_suffix(".groups.csv"), index=False)
     groups = f" --groups {' '.join(args.groups)}" if args.groups else ""
+    pops = f" --populations {args.populations}" if args.populations != "inner" else ""
     lines = [f"# Self-check honesty ({args.data})", "",
              f"`python benchmarks/self_check.py --data {args.data} --seeds {' '.join(map(str, args.seeds))}"
-             f"{groups}` — torch threads {args.threads}; {len(ck)} held-out group(s) so far. Estimated "
+             f"{groups}{pops}` — torch threads {args.threads}; {len(ck)} held-out group(s) so far. Estimated "
              "error: the self-check's mean over its inner groups (never scored by a model that saw "
              "their perturbed cells); real error: the same metric on the held-out group. Skill = 1 - "
              "error / no-change error; with populations, both are means over the populations (each "
@@ -191,6 +221,20 @@ def write(args, df: pd.DataFrame, ck: pd.DataFrame) -> None:
     score_cols = [c for c in ("gated", "B", "r2_deg") if c in ck]
     lines.append("- the chosen candidate's prediction: "
                  + ", ".join(f"{c} {ck[c].mean():.3f}" for c in score_cols))
+    lines.append("- the default call's prediction: "
+                 + ", ".join(f"{c} {ck['default_' + c].mean():.3f}" for c in score_cols))
+    lines.append(f"- held-out energy distance: auto {ck.energy.mean():.4f}, default "
+                 f"{ck.default_energy.mean():.4f} (auto - default {ck.energy.mean() - ck.default_energy.mean():+.4f}); "
+                 f"auto worse than default by > 0.001 in {int((ck.energy > ck.default_energy + 1e-3).sum())}"
+                 f"/{len(ck)} groups")
+    for c in ("gated", "B"):
+        if c in ck:
+            lines.append(f"- {c} EMD: auto worse than default by > 0.001 in "
+                         f"{int((ck[c] > ck['default_' + c] + 1e-3).sum())}/{len(ck)} groups")
+    lines.append(f"- the reported {_self_check.INTERVAL_LEVEL:.0%} skill interval covers the real "
+                 f"held-out skill of the chosen candidate in {int(ck.covered.sum())}/{len(ck)} groups "
+                 f"({ck.covered.mean():.0%}); vouched for {int(ck.vouched.sum())}/{len(ck)}, of which "
+                 f"{int((ck.vouched & (ck.real_skill <= 0)).sum())} had real skill <= 0")
     if "r2_deg" in df:
         better = df.groupby(["seed", "group"])["r2_deg"].max()
         chosen = df[df.chosen].set_index(["seed", "group"])["r2_deg"]

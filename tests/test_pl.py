@@ -243,9 +243,22 @@ def test_self_check_plot_reads_as_the_choice_was_made(checked, tmp_path):
     # a dot per group and candidate, each group its own colour, named in the legend
     assert sum(len(c.get_offsets()) for c in skill_ax.collections[:4]) == 4 * 4
     assert [t.get_text() for t in skill_ax.get_legend().get_texts()] == ["A", "B", "C", "D",
-                                                                        "mean ± 1 SE"]
-    assert skill_ax.get_title() == (f"expected skill {summary['expected_skill']:.2f} ± "
-                                    f"{summary['expected_skill_se']:.2f} ({chosen})")
+                                                                        "mean, 90% interval"]
+    # the black bars are the prediction intervals the summary reports
+    (bars,) = [c for c in skill_ax.collections if c.get_gid() == "self_check_interval"]
+    chosen_bar = bars.get_segments()[names.index(chosen)]
+    np.testing.assert_allclose(chosen_bar[:, 0], summary["skill_interval"])
+    low, high = summary["skill_interval"]
+    verdict = "" if summary["vouched"] else ": may be worse than no change"
+    assert skill_ax.get_title() == (f"expected skill {summary['expected_skill']:.2f} ({chosen})\n"
+                                    f"90% interval {low:.2f} to {high:.2f}{verdict}")
+    # each row's paired gain over the default, as the summary's comparison has it
+    notes = [t.get_text() for t in skill_ax.texts if t.get_gid() == "self_check_gain"]
+    comparison = summary["comparison"].set_index("candidate")
+    assert len(notes) == 4 and notes.count("default") == 1
+    for name, note in zip(names, notes):
+        if note != "default":
+            assert note.startswith(f"gain {comparison.loc[name, 'gain']:+.3f}".replace("-", "−"))
     assert skill_ax.get_xlabel().startswith("skill (1 − error / no-change error)")
     assert any(t.get_text().strip() == "no change" for t in skill_ax.texts)
     assert [line.get_xdata()[0] for line in skill_ax.lines if line.get_linestyle() == "--"] == [0]
@@ -296,7 +309,7 @@ def test_self_check_plot_with_many_groups_and_given_axes():
                for c, e in (("no change", 1.0), ("input, pooled", rng.uniform(0.2, 0.6)),
                             ("bottleneck, pooled", rng.uniform(0.1, 0.5)))]
     table = pd.DataFrame(records)
-    chosen, summary = _self_check.choose(table)
+    chosen, summary = _self_check.choose(table, "bottleneck, pooled")
     table["chosen"] = table.candidate == chosen
     adata = ad.AnnData(np.zeros((2, 2), dtype=np.float32))
     adata.uns["run"] = {"params": {}, "self_check": table, "self_check_summary": summary}
@@ -305,7 +318,7 @@ def test_self_check_plot_with_many_groups_and_given_axes():
     assert not axes[0].has_data()
     legend = axes[1].get_legend()
     assert legend.get_title().get_text() == "12 groups (grey)"
-    assert [t.get_text() for t in legend.get_texts()] == ["mean ± 1 SE"]
+    assert [t.get_text() for t in legend.get_texts()] == ["mean, 90% interval"]
     with pytest.raises(ValueError, match="ax= must be one Axes or 1 Axes"):
         sne.pl.self_check(adata, key="run", ax=axes)
     plt.close("all")

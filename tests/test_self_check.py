@@ -1,6 +1,8 @@
 """The self-check: an inner leave-one-group-out that never scores a group with a model
 that saw its target cells, and edit_layer="auto" choosing by it."""
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -56,8 +58,9 @@ def test_a_candidate_better_by_construction_is_chosen(tmp_path):
 
 def test_no_response_gives_skill_near_zero():
     adata = _cells(0.0, n=80)
-    sne.tl.predict_perturbation(adata, "condition", predict_for="E", edit_layer="input",
-                                self_check=True, **PERTURB, **SMALL)
+    with pytest.warns(UserWarning, match="cannot vouch"):
+        sne.tl.predict_perturbation(adata, "condition", predict_for="E", edit_layer="input",
+                                    self_check=True, **PERTURB, **SMALL)
     table = adata.uns["predicted_perturbation"]["self_check"]
     skill = table[(table.population == "all") & (table.candidate == "input, pooled")]["skill"]
     # the edit learns sampling noise only: about as good as no change, never much better
@@ -123,17 +126,88 @@ def test_auto_refuses_a_given_model():
                                     model=model, **PERTURB, progress=False)
 
 
-def test_choice_rule_takes_the_cheapest_within_one_standard_error():
+def _skills(per_candidate: dict) -> pd.DataFrame:
+    """A check table from ``{candidate: skill per group}`` (no-change error 1)."""
     rows = []
-    for g, (a, b) in enumerate([(0.50, 0.55), (0.52, 0.60), (0.48, 0.50)]):
-        rows += [dict(group=str(g), candidate="input, pooled", population="all", skill=a, error=1 - a),
-                 dict(group=str(g), candidate="bottleneck, pooled", population="all", skill=b,
-                      error=1 - b)]
-    chosen, summary = _self_check.choose(pd.DataFrame(rows))
-    # bottleneck is best (0.55 mean, SE 0.029); input (0.50) is not within one SE
-    assert chosen == "bottleneck, pooled" and summary["next_best"] == "input, pooled"
-    rows = [dict(r, skill=r["skill"] + (0.04 if r["candidate"] == "input, pooled" else 0)) for r in rows]
-    assert _self_check.choose(pd.DataFrame(rows))[0] == "input, pooled"
+    for candidate, skills in per_candidate.items():
+        rows += [dict(group=f"g{g}", candidate=candidate, population="all", skill=s, error=1 - s)
+                 for g, s in enumerate(skills)]
+    return pd.DataFrame(rows)
+
+
+def test_paired_rule_takes_a_small_consistent_gain_the_one_se_rule_misses():
+    """Groups differ a lot in difficulty (skill 0.2 to 0.8); the input layer is better by
+    0.03 in every one of them. Paired, that is unmistakable; compared by each candidate's
+    own standard error (0.11), it is not."""
+    base = np.array([0.2, 0.45, 0.8, 0.6, 0.3, 0.7])
+    noise = np.array([0.001, -0.002, 0.0, 0.002, -0.001, 0.0])
+    table = _skills({"input, pooled": base + 0.03 + noise, "bottleneck, pooled": base})
+    chosen, summary = _self_check.choose(table, "bottleneck, pooled")
+    assert chosen == "input, pooled"
+    comparison = summary["comparison"].set_index("candidate")
+    assert comparison.loc["input, pooled", "gain"] == pytest.approx(0.03)
+    assert comparison.loc["input, pooled", "gain_se"] < 0.002
+    assert comparison.loc["input, pooled", "clearly_better"]
+    assert not comparison.loc["bottleneck, pooled", "clearly_better"]
+    # the unpaired rule: a gain within one of the candidates' own SEs is no reason to switch
+    own_se = base.std(ddof=1) / np.sqrt(len(base))
+    assert 0.03 < own_se
+    # without switching (the caller fixed its layer) the default is kept, the gain reported
+    kept, fixed = _self_check.choose(table, "bottleneck, pooled", switch=False)
+    assert kept == "bottleneck, pooled" and fixed["comparison"]["clearly_better"].any()
+
+
+def test_paired_rule_keeps_the_default_unless_the_gain_is_clear():
+    """A better mean that some groups contradict is not enough with 5 groups: the gain must
+    exceed the one-sided t quantile (5 %, shared by the alternatives) times its SE."""
+    base = np.array([0.5, 0.6, 0.4, 0.7, 0.55])
+    table = _skills({"input, pooled": base + np.array([0.15, -0.08, 0.12, -0.05, 0.10]),
+                     "bottleneck, pooled": base})
+    chosen, summary = _self_check.choose(table, "bottleneck, pooled")
+    row = summary["comparison"].set_index("candidate").loc["input, pooled"]
+    assert row["gain"] > 0 and row["gain"] < row["threshold"]
+    assert chosen == "bottleneck, pooled" and summary["default"] == chosen
+    # the threshold is the t quantile for 4 degrees of freedom at 5 % over 1 alternative
+    from scipy import stats
+    assert row["threshold"] == pytest.approx(stats.t.ppf(0.95, 4) * row["gain_se"])
+
+
+def test_skill_interval_is_a_prediction_interval_for_one_more_group():
+    skills = np.array([0.19, 0.31, 0.36, 0.5])
+    low, high = _self_check.skill_interval(skills)
+    from scipy import stats
+    half = stats.t.ppf(0.95, 3) * skills.std(ddof=1) * np.sqrt(1 + 1 / 4)
+    assert (low, high) == pytest.approx((skills.mean() - half, skills.mean() + half))
+    # wider than mean ± 2 SE of the mean, which is what the check reported before
+    assert high - low > 2 * 2 * skills.std(ddof=1) / 2
+    assert np.isnan(_self_check.skill_interval([0.4])).all()
+
+
+def test_no_response_is_not_vouched_and_a_strong_response_is():
+    """No effect: the interval includes 0 and one warning, pointing at this line, says the
+    prediction may be worse than no change. A strong, consistent response: no warning."""
+    adata = _cells(0.0, n=80)
+    with pytest.warns(UserWarning, match="cannot vouch for this prediction") as record:
+        sne.tl.predict_perturbation(adata, "condition", predict_for="E", edit_layer="input",
+                                    self_check=True, **PERTURB, **SMALL)
+    vouch = [w for w in record if "vouch" in str(w.message)]
+    assert len(vouch) == 1 and vouch[0].filename == __file__
+    summary = adata.uns["predicted_perturbation"]["self_check_summary"]
+    low, high = summary["skill_interval"]
+    assert low <= 0 <= high and not summary["vouched"] and summary["interval_level"] == 0.9
+
+    strong = _cells(3.0, n=80)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        sne.tl.predict_perturbation(strong, "condition", predict_for="E", edit_layer="input",
+                                    population_key="population", self_check=True, **PERTURB,
+                                    **SMALL)
+    summary = strong.uns["predicted_perturbation"]["self_check_summary"]
+    assert summary["vouched"] and summary["skill_interval"][0] > 0
+    pops = summary["populations"].set_index("population")
+    # the responding population is vouched for; the untouched one has nothing to predict
+    assert pops.loc["P", "vouched"] and pops.loc["P", "low"] > 0.5
+    assert not pops.loc["Q", "vouched"]
 
 
 def test_neuron_edit_self_check_needs_groups():

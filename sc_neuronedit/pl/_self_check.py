@@ -55,9 +55,12 @@ def self_check(adata, key: str = "predicted_perturbation", *, ax=None, show: boo
     Left: one row per candidate (cheapest first), a dot per inner group at its
     skill = 1 − error / no-change error (with populations: the mean of the
     populations' skills, as the choice uses it), and the mean over groups
-    ± 1 standard error (black). Skill 0 (dashed) is no better than leaving
-    the cells as they are; 1 is a perfect prediction. The chosen candidate
-    is in bold. Right, when the check scored populations: the mean skill
+    with the interval one more group's skill is expected in (black; the
+    prediction interval the summary reports, 90 %). Skill 0 (dashed) is no
+    better than leaving the cells as they are; 1 is a perfect prediction.
+    The chosen candidate is in bold; on the right of each row, its paired
+    gain over the default candidate (mean of the per-group differences) and
+    the gain it would need to replace the default (✓ when it does). Right, when the check scored populations: the mean skill
     over groups per population and candidate (colours saturate below −1);
     for batch correction instead: each candidate's mean change of the
     features' spread (MAD), which the batch rule keeps at most 15 %.
@@ -133,36 +136,66 @@ def _skill_panel(ax, per_group, names, groups, chosen, summary):
             handles.append(Line2D([], [], ls="", marker="o", ms=5, color=colour, label=g))
     by = per_group.groupby("candidate", sort=False)["skill"]
     mean = by.mean().reindex(names)
-    se = (by.std(ddof=1) / np.sqrt(by.count())).reindex(names).fillna(0.0)
+    interval = np.array([check.skill_interval(by.get_group(n)) for n in names])
     ys = np.arange(len(names))
-    ax.hlines(ys, mean - se, mean + se, color="black", lw=2.2, zorder=3)
+    ax.hlines(ys, interval[:, 0], interval[:, 1], color="black", lw=2.2, zorder=3,
+              gid="self_check_interval")
     ax.plot(mean.to_numpy(), ys, ls="", marker="|", ms=14, mew=2.2, color="black", zorder=4,
             gid="self_check_mean")
     handles.append(Line2D([], [], color="black", lw=2.2, marker="|", ms=10, mew=2.2,
-                          label="mean ± 1 SE"))
+                          label=f"mean, {check.INTERVAL_LEVEL:.0%} interval"))
+    if "comparison" in summary:
+        _gain_notes(ax, summary, y_of)
     ax.axvline(0, color="0.4", ls="--", lw=1, zorder=1)
     ax.annotate("no change", (0, 1), xycoords=ax.get_xaxis_transform(), xytext=(-2, -3),
                 textcoords="offset points", rotation=90, ha="right", va="top", fontsize=8,
                 color="0.35")
     if chosen in y_of:
         ax.axhspan(y_of[chosen] - 0.45, y_of[chosen] + 0.45, color="0.93", zorder=0)
-    lo = min(0.0, float(per_group["skill"].min()))
-    hi = max(0.0, float(per_group["skill"].max()))
+    finite = interval[np.isfinite(interval)]
+    lo = min(0.0, float(per_group["skill"].min()), *finite.tolist())
+    hi = max(0.0, float(per_group["skill"].max()), *finite.tolist())
     pad = 0.08 * (hi - lo or 1.0)
     ax.set_xlim(lo - pad, hi + pad)
     ax.set_ylim(len(names) - 0.5, -0.5)
     _label_rows(ax, names, chosen)
     over = "mean of populations' skills" if summary.get("skill_over") == "populations" else None
     ax.set_xlabel("skill (1 − error / no-change error)" + (f"\n{over}, per group" if over else ""))
-    title = "self-check"
-    if chosen and "expected_skill" in summary:
-        title = (f"expected skill {summary['expected_skill']:.2f} ± "
-                 f"{summary['expected_skill_se']:.2f} ({chosen})")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_title(summary, chosen), fontsize=10,
+                 color="#b2182b" if summary.get("vouched") is False else "black")
     n = len(groups)
     legend_title = f"{n} group{'s' * (n != 1)}" + ("" if labelled else " (grey)")
     ax.legend(handles=handles, title=legend_title, fontsize=8, title_fontsize=8, frameon=False,
               loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
+def _title(summary, chosen) -> str:
+    """The expected skill and its interval, and whether the check vouches for the choice."""
+    if not chosen or "expected_skill" not in summary:
+        return "self-check"
+    if "skill_interval" not in summary:  # the batch rule's summary
+        return (f"expected skill {summary['expected_skill']:.2f} ± "
+                f"{summary['expected_skill_se']:.2f} ({chosen})")
+    low, high = summary["skill_interval"]
+    verdict = "" if summary["vouched"] else ": may be worse than no change"
+    return (f"expected skill {summary['expected_skill']:.2f} ({chosen})\n"
+            f"{summary['interval_level']:.0%} interval {low:.2f} to {high:.2f}{verdict}")
+
+
+def _gain_notes(ax, summary, y_of):
+    """Each row's paired gain over the default, at the panel's right edge."""
+    comparison = summary["comparison"]
+    for row in comparison.itertuples():
+        if row.candidate not in y_of:
+            continue
+        if row.candidate == summary.get("default"):
+            note = "default"
+        else:
+            mark = " ✓" if row.clearly_better else ""
+            note = f"gain {row.gain:+.3f} (needs > {row.threshold:.3f}){mark}".replace("-", "−")
+        ax.annotate(note, (1, y_of[row.candidate]), xycoords=("axes fraction", "data"),
+                    xytext=(-3, 9), textcoords="offset points", ha="right", va="center",
+                    fontsize=7, color="0.25", gid="self_check_gain")
 
 
 def _population_panel(fig, ax, rows, names, populations, chosen, *, labels):

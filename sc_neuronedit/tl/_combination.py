@@ -98,8 +98,10 @@ def predict_combination(
         control and each drug's cells are split in half, the edit control ->
         drug is learned on one half and scored (energy distance, skill against
         no change) on the other, with one extra autoencoder that never saw the
-        held-out drug cells. The choice is the cheapest candidate within one
-        standard error (over the drugs) of the best. The proxy is optimistic:
+        held-out drug cells. The choice keeps the default unless another
+        candidate is clearly better, paired by drug (as in
+        :func:`predict_perturbation`); with two drugs the skill's interval is
+        wide, as it should be. The proxy is optimistic:
         it cannot see how an edit carries onto cells another drug has changed.
         Implied by ``edit_layer="auto"``; costs one extra autoencoder fit.
     key_added

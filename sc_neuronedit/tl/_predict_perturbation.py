@@ -78,9 +78,13 @@ def predict_perturbation(
         1 - error / the error of predicting no change; with ``population_key``,
         the mean of the populations' skills, each population weighing the
         same (over all cells, a response confined to a small population is
-        diluted by the large ones). The choice is the cheapest candidate
-        within one standard error of the best mean skill over groups. Needs
-        at least 3 training groups.
+        diluted by the large ones). The choice keeps the default (the
+        bottleneck, within populations when they are given) unless another
+        candidate's mean skill gain over it, paired by group, exceeds the
+        one-sided t quantile (5 % shared among the alternatives) times its
+        standard error. The summary gives a 90 % prediction interval of the
+        skill; when it reaches 0 a ``UserWarning`` says the prediction may be
+        worse than no change. Needs at least 3 training groups.
     balance
         Weigh every training group equally in the control and in the perturbed
         quantiles (default). Otherwise groups whose share changes with the
@@ -113,8 +117,11 @@ def predict_perturbation(
     statistics, ``outside_fraction``, ``training_groups``; with the
     self-check, ``self_check``: a long DataFrame of group x candidate (x
     population) with ``error``, ``no_change``, ``skill`` and ``chosen``, and
-    ``self_check_summary``: the choice, its expected skill ± its standard
-    error over groups, and the next best). With
+    ``self_check_summary``: the choice and the ``default``, its expected
+    skill, ``skill_interval`` (a t prediction interval for one more group at
+    ``interval_level``, 90 %), ``vouched`` (the interval above 0), the paired
+    ``comparison`` of every candidate with the default, per-population
+    intervals (``populations``), and the next best). With
     ``inplace=False``, an AnnData of the predicted cells.
 
     Examples

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Mapping
 
@@ -24,6 +26,16 @@ def to_uns(value):
     if isinstance(value, (np.generic,)):
         return value.item()
     return value
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning raised by the caller of this function at the
+    first frame outside this package (the user's line), however deep the call."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def warn_outside(fraction: float, where: str, *, depth: int) -> None:

@@ -7,12 +7,16 @@ models; here selections are resolved, models are built the way the calling
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .. import _anndata as _ad
 from .. import _self_check as check
+from .._self_check import default_candidate, unvouched_message, unvouched_populations
 from .._matrix import take_rows
 from ._editing import trained_model
+from ._results import caller_stacklevel
 from ._nonnegative import enforce_nonnegative, nonnegative_columns
 
 #: Training settings of a given model that the self-check's extra autoencoders copy.
@@ -41,10 +45,27 @@ def checked_choice(adata, *, edit_layer, self_check, model, populations, check=N
     edit_layer, self_check = resolve_edit_layer(edit_layer, self_check, model=model)
     if not self_check:
         return edit_layer, populations, None
-    checked = (check or perturbation_check)(adata, model=model, populations=populations, **kwargs)
+    default = default_candidate(model.edit_layer if model is not None else edit_layer,
+                                       populations is not None)
+    checked = (check or perturbation_check)(adata, model=model, populations=populations,
+                                            default=default, switch=edit_layer == "auto", **kwargs)
+    warn_unvouched(checked[1])
     if edit_layer == "auto":
         edit_layer, populations = chosen_options(checked[1], populations)
     return edit_layer, populations, checked
+
+
+def warn_unvouched(summary: dict) -> None:
+    """One warning, pointed at the user's call, when the check cannot vouch for the
+    prediction; populations it cannot vouch for in a prediction it vouches for go to the log."""
+    from scanpy import logging as logg
+
+    message = unvouched_message(summary)
+    if message is not None:
+        warnings.warn(message, UserWarning, stacklevel=caller_stacklevel())
+    elif weak := unvouched_populations(summary):
+        logg.warning(f"self-check: the skill interval reaches 0 in population(s) {', '.join(weak)} "
+                     "(no better than no change there, or nothing to predict)")
 
 
 def perturbation_check(adata, *, source, target, groups, populations, train_mask, **settings):
@@ -68,8 +89,9 @@ def combination_check(adata, *, control, treated, populations, train_mask, **set
                      train_mask=train_mask), **settings)
 
 
-def _run(adata, what, inner, arguments, *, layer, mask_var, model, model_kwargs, train_kwargs,
-         max_epochs, decode, n_quantiles, residual_bins, nonnegative, device, random_state, progress):
+def _run(adata, what, inner, arguments, *, default, switch, layer, mask_var, model, model_kwargs,
+         train_kwargs, max_epochs, decode, n_quantiles, residual_bins, nonnegative, device,
+         random_state, progress):
     """Build the check's models the way the calling ``tl`` function builds its own, run
     ``inner`` (a function of :mod:`sc_neuronedit._self_check`), choose, log."""
     from scanpy import logging as logg
@@ -100,7 +122,7 @@ def _run(adata, what, inner, arguments, *, layer, mask_var, model, model_kwargs,
                            residual_bins=residual_bins, random_state=random_state),
         apply_options=dict(decode=decode), finish=finish, random_state=random_state,
         progress=logg.info, **arguments)
-    chosen, summary = check.choose(table)
+    chosen, summary = check.choose(table, default, switch=switch)
     table["chosen"] = table["candidate"] == chosen
     logg.info(f"    self-check: {check.summary_line(summary)}", time=start)
     return table, summary
