@@ -110,7 +110,7 @@ def main():
     groups = adata.obs[keys["group"]].to_numpy().astype(str)
     cond = adata.obs[keys["condition"]].to_numpy()
     X = adata.X if keys["layer"] is None else adata.layers[keys["layer"]]
-    rows, checks = [], []
+    rows, checks, tables = [], [], []
     for seed in args.seeds:
         for held in args.groups or sorted(np.unique(groups)):
             population_key, k = populations(held, seed)
@@ -161,6 +161,7 @@ def main():
                     **extra(P, held))
             # edit_layer="auto" chooses on this very table (it trains the same models)
             default = summary["default"]
+            tables.append(table.assign(seed=seed, held_out=held))
             chosen, summary = _self_check.choose(table, default)
             low, high = summary["skill_interval"]
             inner = _self_check.group_skill(table).groupby("candidate")
@@ -190,15 +191,16 @@ def main():
                                auto_s=auto_s, fit_s=fit_s, default_s=default_s,
                                cost_ratio=auto_s / default_s, **scores))
             print(checks[-1], flush=True)
-            write(args, pd.DataFrame(rows), pd.DataFrame(checks))
+            write(args, pd.DataFrame(rows), pd.DataFrame(checks), pd.concat(tables))
 
 
-def write(args, df: pd.DataFrame, ck: pd.DataFrame) -> None:
+def write(args, df: pd.DataFrame, ck: pd.DataFrame, tables: pd.DataFrame) -> None:
     """The report so far (rewritten after every held-out group)."""
     suffix = "" if args.populations == "inner" else f"_{args.populations}"
     out = Path(args.out or HERE / "results" / f"self_check_{args.data}{suffix}.md")
     df.to_csv(out.with_suffix(".candidates.csv"), index=False)
     ck.to_csv(out.with_suffix(".groups.csv"), index=False)
+    tables.to_csv(out.with_suffix(".tables.csv"), index=False)  # every check's own table
     groups = f" --groups {' '.join(args.groups)}" if args.groups else ""
     pops = f" --populations {args.populations}" if args.populations != "inner" else ""
     lines = [f"# Self-check honesty ({args.data})", "",

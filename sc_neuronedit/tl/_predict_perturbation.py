@@ -81,7 +81,7 @@ def predict_perturbation(
         diluted by the large ones). The choice keeps the default (the
         bottleneck, within populations when they are given) unless another
         candidate's mean skill gain over it, paired by group, exceeds the
-        one-sided t quantile (5 % shared among the alternatives) times its
+        one-sided t quantile (10 %, for each alternative) times its
         standard error. The summary gives a 90 % prediction interval of the
         skill; when it reaches 0 a ``UserWarning`` says the prediction may be
         worse than no change. Needs at least 3 training groups.
