@@ -24,7 +24,9 @@ Also in the table: the metric's floor (volunteer 2's cells pooled and dealt
 into four random "batches" of the same sizes), and an oracle that no
 reference method can be: the quantile map fitted on both volunteers, so it
 sees the held-out donor. ``--variant`` adds a neuron-editing run with other
-options next to the default (default: ``edit_layer="input"`` and ``"auto"``).
+options next to the default (``edit_layer="auto"``); by default the input layer, the
+bottleneck, and the bottleneck with ``pooled_goal="mixture"`` (the default before
+issue 25).
 
 Prints a table and writes benchmarks/results/batch_gates.md. CytoNorm runs in
 its own environment: ``benchmarks/batch_gates_cytonorm.py``.
@@ -52,6 +54,10 @@ from sc_neuronedit._anndata import group_weights
 #: Surface markers that define cell types in this panel (for ``--populations``).
 LINEAGE = ("CD45", "CD66", "CD7", "CD19", "CD45RA", "CD11b", "CD4", "CD8a", "CD11c", "CD123", "TCRgd",
            "CD161", "CD33", "CD16", "CD3", "CD15", "CD14", "CD56", "HLADR")
+
+
+#: The default run's label: batch_correct's default is the self-check's choice.
+DEFAULT_LABEL = 'default: edit_layer="auto"'
 
 
 def marker_mask(adata) -> np.ndarray:
@@ -158,8 +164,9 @@ def main():
 
     torch.set_num_threads(args.threads)
     runs = {} if args.variants_only else {
-        f"neuron editing ({' '.join(args.set) or 'default'})": parse(args.set)}
-    default_variants = [['edit_layer="input"'], ['edit_layer="auto"']]
+        f"neuron editing ({' '.join(args.set) or DEFAULT_LABEL})": parse(args.set)}
+    default_variants = [['edit_layer="input"'], ['edit_layer="bottleneck"'],
+                        ['edit_layer="bottleneck"', 'pooled_goal="mixture"']]
     for variant in default_variants if args.variant is None else args.variant:
         if variant:
             runs[f"neuron editing ({' '.join(args.set + variant)})"] = parse(args.set + variant)

@@ -456,7 +456,9 @@ def choose_for_batches(table: pd.DataFrame, *, default: str = BATCH_DEFAULT,
        better, compared *paired* (all are scored on the same batches): its per-batch
        skill gains over the default are positive by a one-sided t test at ``level``
        (batches - 1 degrees of freedom), and its mean spread gap is no larger than the
-       default's. Of several such, the largest mean gain wins.
+       default's; or its per-batch spread gap reductions are positive by the same test
+       and its mean skill gain is not negative (both scores count, neither alone may
+       buy a loss on the other). Of several such, the largest mean skill gain wins.
     3. If the default itself widens the spread gap, it is not kept: the eligible
        candidate of highest mean skill is chosen. If none is eligible, the default
        is kept and ``summary["spread_guard"]`` says so.
@@ -477,35 +479,33 @@ def choose_for_batches(table: pd.DataFrame, *, default: str = BATCH_DEFAULT,
     ``spread_guard`` (``"kept"``: the chosen candidate does not widen the gap;
     ``"default widens"``: the default did and was replaced; ``"none keeps"``),
     ``next_best`` (by mean skill) and its skill, ``n_groups``, ``level`` and
-    ``paired``: per other candidate, the mean per-batch skill gain over the default,
-    its standard error and t, and the mean spread gap.
+    ``paired``: per other candidate, the mean per-batch skill gain over the default
+    (``gain``, ``gain_se``, ``t``), the mean per-batch reduction of the spread gap
+    (``spread_gain``, ``spread_gain_se``, ``spread_gain_t``) and its mean spread gap.
     """
     from scipy import stats
 
     overall = table[table.population == "all"]
-    skill = overall.pivot_table(index="group", columns="candidate", values="skill", sort=False)
-    gap = overall.pivot_table(index="group", columns="candidate", values="spread_gap",
-                              sort=False).mean()
+    skill, gaps = (overall.pivot_table(index="group", columns="candidate", values=v, sort=False)
+                   for v in ("skill", "spread_gap"))
+    gap = gaps.mean()
     error = overall.groupby("candidate", sort=False)["error"].mean()
     names = [c for c in skill.columns if c != "no change"]
     n = len(skill)
     mean, se = skill.mean(), skill.std(ddof=1) / np.sqrt(n)
     eligible = [c for c in names if gap[c] <= gap["no change"]]
-    paired = {}
-    for c in names:
-        if c == default:
-            continue
-        gain = skill[c] - skill[default]
-        gain_se = float(gain.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
-        # the same gain in every batch is as clear as it gets (no spread to divide by)
-        t = float(gain.mean() / gain_se if gain_se > 0 else np.sign(gain.mean()) * np.inf
-                  if gain_se == 0 else np.nan)
-        paired[c] = {"gain": float(gain.mean()), "gain_se": gain_se, "t": t,
-                     "spread_gap": float(gap[c])}
+    paired = {c: {**_paired(skill[c] - skill[default], "gain"),
+                  **_paired(gaps[default] - gaps[c], "spread_gain"), "spread_gap": float(gap[c])}
+              for c in names if c != default}
     critical = stats.t.ppf(1 - level, n - 1) if n > 1 else np.inf
+
+    def clearly_better(c):  # on one score, and not worse on average on the other
+        p = paired[c]
+        return ((p["t"] > critical and p["spread_gain"] >= 0)
+                or (p["spread_gain_t"] > critical and p["gain"] >= 0))
+
     if default in eligible:
-        clearly = [c for c in eligible if c in paired and paired[c]["t"] > critical
-                   and gap[c] <= gap[default]]
+        clearly = [c for c in eligible if c in paired and clearly_better(c)]
         chosen = max(clearly, key=lambda c: paired[c]["gain"]) if clearly else default
         guard = "kept"
     elif eligible:
@@ -521,3 +521,20 @@ def choose_for_batches(table: pd.DataFrame, *, default: str = BATCH_DEFAULT,
                "next_best_skill": None if runner_up is None else float(mean[runner_up]),
                "n_groups": int(n), "level": level, "paired": paired}
     return chosen, summary
+
+
+def _paired(diff: pd.Series, name: str) -> dict:
+    """Mean of per-batch differences, its standard error and t (named ``name``, ``name_se``
+    and ``t`` for the skill gain, ``name_t`` otherwise)."""
+    n = len(diff)
+    mean = float(diff.mean())
+    se = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
+    # the same difference in every batch is as clear as it gets (no spread to divide by)
+    if se > 0:
+        t = mean / se
+    elif se == 0:
+        t = np.copysign(np.inf, mean) if mean != 0 else 0.0
+    else:  # one batch: no test
+        t = np.nan
+    t = float(t)
+    return {name: mean, f"{name}_se": se, "t" if name == "gain" else f"{name}_t": t}

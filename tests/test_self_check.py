@@ -205,6 +205,15 @@ def test_batch_rule_keeps_the_default_unless_another_is_clearly_better():
     wider = _batch_table({"input, pooled": [0.75, 0.76, 0.74, 0.75], "bottleneck, pooled": 0.7},
                          {"input, pooled": 0.15, "bottleneck, pooled": 0.1})
     assert _self_check.choose_for_batches(wider)[0] == "bottleneck, pooled"
+    # no skill lost, the spread gap lower in every batch: clearly better on the other score
+    closer = _batch_table({"input, pooled": [0.71, 0.70, 0.72, 0.70], "bottleneck, pooled": 0.7},
+                          {"input, pooled": [0.05, 0.06, 0.04, 0.05], "bottleneck, pooled": 0.1})
+    chosen, summary = _self_check.choose_for_batches(closer)
+    assert chosen == "input, pooled" and summary["paired"][chosen]["spread_gain"] == pytest.approx(0.05)
+    # ... but not when it costs skill on average
+    costly = _batch_table({"input, pooled": [0.69, 0.68, 0.70, 0.69], "bottleneck, pooled": 0.7},
+                          {"input, pooled": [0.05, 0.06, 0.04, 0.05], "bottleneck, pooled": 0.1})
+    assert _self_check.choose_for_batches(costly)[0] == "bottleneck, pooled"
 
 
 def test_batch_rule_never_chooses_a_candidate_that_widens_the_spread_gap():
