@@ -92,7 +92,7 @@ def main():
                              **scores(X, batch, ref, before)))
             print(rows[-1], flush=True)
 
-    cols = ["batch_emd", "mad_change", "donor_gap"]
+    cols = ["batch_emd", "spread_gap", "donor_gap", "mad_change"]
     agg = pd.DataFrame(rows).groupby("method", sort=False)[cols].agg(["mean", "std"])
     header = (f"`.venv-cytonorm/bin/python benchmarks/batch_gates_cytonorm.py` — {int(markers.sum())} "
               "marker channels, volunteer 2 scored, CytoNorm trained on volunteer 1 only (goal: mean "

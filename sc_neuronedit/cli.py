@@ -281,7 +281,8 @@ def _batch_correct(args) -> int:
     res, key = adata.uns[args.key_added], args.key_added
     batches = adata.obs[args.batch_key].to_numpy()
     reference = adata.obs[args.reference_key].to_numpy() == reference_value
-    goal = ("the pooled reference cells of all batches" if reference_batch is None
+    goal = ("the batch-averaged reference (every batch's reference quantiles averaged)"
+            if reference_batch is None
             else f"the reference cells of batch {reference_batch}")
     source = "X" if args.layer is None else f"layers[{args.layer!r}]"
     if args.arcsinh is not None:

@@ -145,7 +145,7 @@ def distorted():
 def test_population_absent_from_reference_lands_near_its_truth(distorted):
     adata, truth = distorted
     sne.tl.batch_correct(adata, "batch", reference_key="reference", reference_value=True,
-                         reference_batch="a", progress=False, device="cpu",
+                         reference_batch="a", progress=False, device="cpu", edit_layer="bottleneck",
                          model_kwargs=dict(hidden=(128,), n_latent=16))
     b, t = adata.obs["batch"].to_numpy(), adata.obs["type"].to_numpy()
     unseen = (t == "C") & (b != "a")
@@ -165,7 +165,7 @@ def test_keep_zeros_and_calibration(distorted):
     adata.X[:50, 1] = 0
     ref, b = adata.obs["reference"].to_numpy(), adata.obs["batch"].to_numpy()
     sne.tl.batch_correct(adata, "batch", reference_key="reference", reference_value=True,
-                         calibrate=True, max_epochs=5, **FAST)
+                         calibrate=True, edit_layer="bottleneck", max_epochs=5, **FAST)
     out = adata.layers["batch_corrected"]
     assert np.all(out[:50, 1] == 0)
     # calibrated: each batch's reference cells match the pooled reference, marker by marker

@@ -52,6 +52,29 @@ def test_emd_per_feature():
     np.testing.assert_allclose(metrics.emd_per_feature(a, b), [1.0, 0.0])
 
 
+def test_spread_gap_known_answers():
+    # Per feature MADs: batch a (1, 2), b (2, 2), c (3, 2); mean over batches (2, 2).
+    base = np.array([[-1.0], [0.0], [1.0]])
+    X = np.vstack([np.hstack([base * s, base * 2]) for s in (1, 2, 3)])
+    batches = np.repeat(["a", "b", "c"], 3)
+    # From the mean: feature 1 gaps 1/2, 0, 1/2; feature 2 none -> (1/4 + 0 + 1/4) / 3
+    assert metrics.spread_gap(X, batches) == pytest.approx(1 / 6)
+    per = metrics.spread_gap(X, batches, per_batch=True)
+    np.testing.assert_allclose(per.to_numpy(), [0.25, 0.0, 0.25])
+    # From batch b (left out): a is 1/2 off, c 1/2 off in feature 1 -> (1/4 + 1/4) / 2
+    assert metrics.spread_gap(X, batches, goal="b") == pytest.approx(0.25)
+    assert list(metrics.spread_gap(X, batches, goal="b", per_batch=True).index) == ["a", "c"]
+    # Given goal spreads; a zero goal counts as 1e-3, not a division by zero
+    assert metrics.spread_gap(X, batches, goal=np.array([1.0, 2.0])) == pytest.approx((0 + 1 + 2) / 3 / 2)
+    assert np.isfinite(metrics.spread_gap(X, batches, goal=np.zeros(2)))
+    # A location shift alone leaves the spread gap at zero; a common rescaling too
+    shifted = np.vstack([base + 5 * i for i in range(3)])
+    assert metrics.spread_gap(shifted, batches) == 0.0
+    assert metrics.spread_gap(3 * X, batches) == pytest.approx(1 / 6)
+    with pytest.raises(ValueError, match="goal batch"):
+        metrics.spread_gap(X, batches, goal="z")
+
+
 def test_top_degs_on_kang(kang):
     degs = metrics.top_degs(kang[kang.obs.cell_type == "CD14+Mono"], "condition", "stimulated", "control")
     assert len(degs) == 100

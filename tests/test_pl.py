@@ -285,11 +285,12 @@ def test_self_check_plot_without_populations_and_for_batches(checked):
     fig = sne.pl.self_check(checked["batch"], key="batch_corrected")
     skill_ax, spread_ax = fig.axes  # batch rule: the spread panel, not a heatmap
     assert not spread_ax.images and len(_rows(skill_ax)) == 4
+    gap = table.groupby("candidate", sort=False)["spread_gap"].mean()
     (limit,) = [line for line in spread_ax.lines if line.get_gid() == "spread_limit"]
-    assert list(limit.get_xdata()) == [0.15, 0.15] and limit.get_linestyle() == "--"
-    assert any("spread limit" in t.get_text() for t in spread_ax.texts)
-    mad = table[table.candidate != "no change"].groupby("candidate", sort=False)["mad_change"].mean()
-    np.testing.assert_allclose([p.get_width() for p in spread_ax.patches], mad.to_numpy())
+    assert list(limit.get_xdata()) == [gap["no change"]] * 2 and limit.get_linestyle() == "--"
+    assert any("uncorrected" in t.get_text() for t in spread_ax.texts)
+    np.testing.assert_allclose([p.get_width() for p in spread_ax.patches],
+                               gap.drop("no change").to_numpy())
     plt.close("all")
 
 

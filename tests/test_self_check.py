@@ -218,11 +218,12 @@ def test_neuron_edit_self_check_needs_groups():
 
 
 def test_batch_correct_auto_checks_on_split_reference_cells():
-    """Three batches, each shifting population 'P' only: the split-half proxy finds that
-    within-population edits align the held-out halves best."""
+    """Four batches shifting population 'P' only, by different amounts, onto batch b0: the
+    split-half proxy finds within-population edits better in every batch (the paired rule
+    needs that), with the batches' spreads closer to b0's than uncorrected."""
     rng = np.random.default_rng(0)
     blocks, obs = [], []
-    for b, shift in (("b0", 0.0), ("b1", 1.5), ("b2", -1.5)):
+    for b, shift in (("b0", 0.0), ("b1", 1.5), ("b2", 2.0), ("b3", 2.5), ("b4", 1.75)):
         for pop, offset in (("P", 2.0), ("Q", -2.0)):
             for ref in (True, False):
                 x = rng.normal(0, 1, size=(120, 5))
@@ -236,24 +237,78 @@ def test_batch_correct_auto_checks_on_split_reference_cells():
     obs.index = [f"c{i}" for i in range(len(obs))]
     adata = ad.AnnData(np.vstack(blocks).astype(np.float32), obs=obs)
     sne.tl.batch_correct(adata, "batch", reference_key="reference", reference_value=True,
-                         population_key="population", edit_layer="auto", **SMALL)
+                         population_key="population", edit_layer="auto", reference_batch="b0",
+                         **SMALL)
     uns = adata.uns["batch_corrected"]
     table, summary = uns["self_check"], uns["self_check_summary"]
-    assert set(table.group) == {"b0", "b1", "b2"} and "mad_change" in table
+    assert set(table.group) == {"b1", "b2", "b3", "b4"} and "spread_gap" in table
     assert summary["chosen"].endswith("within populations")
-    assert summary["expected_mad_change"] <= 0.15
+    assert summary["expected_spread_gap"] <= summary["no_change_spread_gap"]
     assert summary["expected_skill"] > 0.5
+    assert set(summary["paired"]) == {c for c in table.candidate.unique()
+                                      if c not in ("no change", "bottleneck, pooled")}
 
 
-def test_batch_rule_keeps_the_default_when_no_candidate_keeps_the_spread():
-    rows = [dict(group=b, candidate=c, population="all", error=e, skill=1 - e, mad_change=m)
-            for b in ("b1", "b2")
-            for c, e, m in (("input, pooled", 0.02, 0.5), ("input, within populations", 0.04, 0.2),
-                            ("bottleneck, pooled", 0.03, 0.18),
-                            ("bottleneck, within populations", 0.05, 0.17))]
-    assert _self_check.choose_for_batches(pd.DataFrame(rows))[0] == "bottleneck, pooled"
-    rows[1]["mad_change"] = rows[5]["mad_change"] = 0.1  # input, within keeps it in both batches
-    assert _self_check.choose_for_batches(pd.DataFrame(rows))[0] == "input, within populations"
+def _batch_table(skill: dict, gap: dict, no_change_gap=(0.2, 0.2, 0.2, 0.2)):
+    """Four batches; per candidate a skill and a spread gap per batch (scalars repeat)."""
+    rows = []
+    for i, b in enumerate(("b1", "b2", "b3", "b4")):
+        rows.append(dict(group=b, candidate="no change", population="all", error=1.0, skill=0.0,
+                         spread_gap=no_change_gap[i]))
+        for c in skill:
+            s, g = (np.broadcast_to(v[c], 4)[i] for v in (skill, gap))
+            rows.append(dict(group=b, candidate=c, population="all", error=1 - s, skill=s,
+                             spread_gap=g))
+    return pd.DataFrame(rows)
+
+
+def test_batch_rule_keeps_the_default_unless_another_is_clearly_better():
+    gap = {"input, pooled": 0.1, "bottleneck, pooled": 0.1}
+    # higher on average, but not in every batch: the paired gain is not clear
+    noisy = _batch_table({"input, pooled": [0.9, 0.5, 0.9, 0.5], "bottleneck, pooled": 0.7}, gap)
+    chosen, summary = _self_check.choose_for_batches(noisy)
+    assert chosen == "bottleneck, pooled" and summary["spread_guard"] == "kept"
+    paired = summary["paired"]["input, pooled"]
+    assert paired["gain"] == pytest.approx(0.0) and paired["gain_se"] > 0
+    # a small gain, but in every batch alike: clearly better
+    steady = _batch_table({"input, pooled": [0.75, 0.76, 0.74, 0.75], "bottleneck, pooled": 0.7}, gap)
+    chosen, summary = _self_check.choose_for_batches(steady)
+    assert chosen == "input, pooled" and summary["paired"]["input, pooled"]["t"] > 5
+    assert summary["next_best"] == "bottleneck, pooled" and summary["n_groups"] == 4
+    # the same gain with a larger spread gap than the default's is not taken
+    wider = _batch_table({"input, pooled": [0.75, 0.76, 0.74, 0.75], "bottleneck, pooled": 0.7},
+                         {"input, pooled": 0.15, "bottleneck, pooled": 0.1})
+    assert _self_check.choose_for_batches(wider)[0] == "bottleneck, pooled"
+    # no skill lost, the spread gap lower in every batch: clearly better on the other score
+    closer = _batch_table({"input, pooled": [0.71, 0.70, 0.72, 0.70], "bottleneck, pooled": 0.7},
+                          {"input, pooled": [0.05, 0.06, 0.04, 0.05], "bottleneck, pooled": 0.1})
+    chosen, summary = _self_check.choose_for_batches(closer)
+    assert chosen == "input, pooled" and summary["paired"][chosen]["spread_gain"] == pytest.approx(0.05)
+    # ... but not when it costs skill on average
+    costly = _batch_table({"input, pooled": [0.69, 0.68, 0.70, 0.69], "bottleneck, pooled": 0.7},
+                          {"input, pooled": [0.05, 0.06, 0.04, 0.05], "bottleneck, pooled": 0.1})
+    assert _self_check.choose_for_batches(costly)[0] == "bottleneck, pooled"
+
+
+def test_batch_rule_never_chooses_a_candidate_that_widens_the_spread_gap():
+    skill = {"input, pooled": 0.9, "input, within populations": 0.6, "bottleneck, pooled": 0.7,
+             "bottleneck, within populations": 0.8}
+    # input, pooled is clearly best by skill but widens the gap over no change (0.25 > 0.2)
+    gap = {"input, pooled": 0.25, "input, within populations": 0.1, "bottleneck, pooled": 0.1,
+           "bottleneck, within populations": 0.15}
+    chosen, summary = _self_check.choose_for_batches(_batch_table(skill, gap))
+    # (bottleneck, within populations gains in every batch but its gap is wider than the default's)
+    assert chosen == "bottleneck, pooled"
+    # the default widens it: the eligible candidate of highest skill replaces it
+    gap["bottleneck, pooled"] = 0.3
+    chosen, summary = _self_check.choose_for_batches(_batch_table(skill, gap))
+    assert chosen == "bottleneck, within populations" and summary["spread_guard"] == "default widens"
+    assert summary["expected_spread_gap"] == pytest.approx(0.15)
+    assert summary["no_change_spread_gap"] == pytest.approx(0.2)
+    # all widen it: the default stays, and the summary says so
+    chosen, summary = _self_check.choose_for_batches(
+        _batch_table(skill, dict.fromkeys(skill, 0.3)))
+    assert chosen == "bottleneck, pooled" and summary["spread_guard"] == "none keeps"
 
 
 def _drugs(n: int = 120, seed: int = 0):

@@ -123,3 +123,103 @@ def emd_per_feature(X, Y) -> np.ndarray:
     if X.shape[1] != Y.shape[1]:
         raise ValueError("X and Y must have the same number of columns.")
     return np.array([stats.wasserstein_distance(X[:, j], Y[:, j]) for j in range(X.shape[1])])
+
+
+#: A MAD below this counts as no spread: relative distances are taken from at least this.
+MIN_SPREAD = 1e-3
+
+
+def mad_per_feature(X) -> np.ndarray:
+    """Median absolute deviation from the median of each column (unscaled).
+
+    Parameters
+    ----------
+    X
+        Cells x features (dense or sparse).
+
+    Returns
+    -------
+    ``(n_features,)`` array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import sc_neuronedit as sne
+    >>> sne.metrics.mad_per_feature(np.array([[0.0], [1.0], [3.0]]))
+    array([1.])
+    """
+    X = _dense(X)
+    return np.median(np.abs(X - np.median(X, axis=0)), axis=0)
+
+
+def spread_gap(X, batches, *, goal=None, per_batch: bool = False):
+    """How far the per-feature spread of one sample differs between batches.
+
+    For each batch ``b`` and feature ``j``, ``m[b, j]`` is the MAD
+    (:func:`mad_per_feature`) of the rows of batch ``b``, and ``g[j]`` the goal
+    spread: the mean of ``m[:, j]`` over batches (``goal=None``, every batch
+    weighing the same), one batch's ``m[goal, j]`` (``goal`` a batch label), or
+    given values (``goal`` an array). The gap of batch ``b`` is the mean over
+    features of ``|m[b, j] - g[j]| / max(g[j], 1e-3)`` (a MAD below ``1e-3`` is
+    no spread); the spread gap is the mean of the batches' gaps (the goal
+    batch, at zero by construction, left out). ``0`` when every batch has the
+    goal's spread; lower is better.
+
+    A batch effect changes spreads as well as locations, so a correction must
+    change each batch's spread -- towards the goal's. A measure of how much the
+    spread changed (the change of MAD) cannot tell that from damage; this one
+    can. Pass the cells of *one* sample (a donor, the reference) in every batch:
+    pooled over samples, the gap would also score differences of composition.
+
+    Parameters
+    ----------
+    X
+        Cells x features (dense or sparse) of one sample in several batches.
+    batches
+        Batch label per row.
+    goal
+        ``None`` (the batch-averaged spread), a batch label, or ``(n_features,)``
+        goal MADs.
+    per_batch
+        Return each batch's gap instead of their mean.
+
+    Returns
+    -------
+    The spread gap (a float), or with ``per_batch=True`` a :class:`pandas.Series`
+    of each batch's gap indexed by batch (sorted; without the goal batch).
+
+    Examples
+    --------
+    Two batches of one sample; the second's spread is twice the first's. From
+    their mean spread (1.5), each is a third away; from batch ``"a"``'s, ``"b"``
+    is 100 % away:
+
+    >>> import numpy as np
+    >>> import sc_neuronedit as sne
+    >>> X = np.array([[0.0], [1.0], [2.0], [0.0], [2.0], [4.0]])
+    >>> batches = np.array(["a", "a", "a", "b", "b", "b"])
+    >>> round(sne.metrics.spread_gap(X, batches), 4)
+    0.3333
+    >>> sne.metrics.spread_gap(X, batches, goal="a")
+    1.0
+    """
+    import pandas as pd
+
+    X, batches = _dense(X), np.asarray(batches)
+    if len(batches) != len(X):
+        raise ValueError(f"batches has {len(batches)} labels for {len(X)} rows.")
+    levels = np.unique(batches)
+    mads = pd.DataFrame([mad_per_feature(X[batches == b]) for b in levels], index=levels)
+    if goal is None:
+        target = mads.mean(axis=0).to_numpy()
+    elif np.ndim(goal) == 0:
+        if goal not in mads.index:
+            raise ValueError(f"goal batch {goal!r} not among the batches {list(levels)}.")
+        target = mads.loc[goal].to_numpy()
+        mads = mads.drop(index=goal)
+    else:
+        target = np.asarray(goal, dtype=np.float64)
+        if target.shape != (X.shape[1],):
+            raise ValueError(f"goal must hold one MAD per feature ({X.shape[1]}), got {target.shape}.")
+    gaps = (mads - target).abs().div(np.maximum(target, MIN_SPREAD), axis=1).mean(axis=1)
+    return gaps if per_batch else float(gaps.mean())

@@ -129,9 +129,12 @@ def _run(adata, what, inner, arguments, *, default, switch, layer, mask_var, mod
 
 
 def batch_check(adata, *, reference, batches, goal_batch, populations, model, layer, mask_var,
-                decode, n_quantiles, residual_bins, random_state, device, finish=None):
+                decode, n_quantiles, residual_bins, random_state, device, finish=None,
+                pooled_goal="average"):
     """The split-half proxy of every candidate for batch correction (no extra fits: the
-    bottleneck candidates use ``model``, trained on all cells)."""
+    bottleneck candidates use ``model``, trained on all cells), and the choice by
+    distribution error and spread gap (:func:`~sc_neuronedit._self_check.choose_for_batches`);
+    a warning when every candidate widens the spread gap over no correction."""
     from scanpy import logging as logg
 
     X = _ad.get_matrix(adata, layer)
@@ -145,10 +148,20 @@ def batch_check(adata, *, reference, batches, goal_batch, populations, model, la
         models={"input": input_model, "bottleneck": model},
         learn_options=dict(n_quantiles=n_quantiles, residual=decode == "edited_residual",
                            residual_bins=residual_bins, random_state=random_state),
-        apply_options=dict(decode=decode), finish=finish, random_state=random_state)
+        apply_options=dict(decode=decode), finish=finish, pooled_goal=pooled_goal,
+        random_state=random_state)
     chosen, summary = check.choose_for_batches(table)
+    warn_unvouched(summary)
     table["chosen"] = table["candidate"] == chosen
-    logg.info(f"    self-check: {check.summary_line(summary)}", time=start)
+    logg.info(f"    self-check: {check.summary_line(summary)}; spread gap "
+              f"{summary['expected_spread_gap']:.3f} (uncorrected {summary['no_change_spread_gap']:.3f})",
+              time=start)
+    if summary["spread_guard"] == "none keeps":
+        warnings.warn(
+            "batch_correct self-check: every candidate widened the gap between the batches' "
+            f"spreads on held-out reference cells (uncorrected {summary['no_change_spread_gap']:.3f}, "
+            f"{summary['chosen']} {summary['expected_spread_gap']:.3f}); the correction may make "
+            "spreads less comparable between batches.", UserWarning, stacklevel=3)
     return table, summary, input_model
 
 
