@@ -423,8 +423,8 @@ def unvouched_populations(summary: dict) -> list[str]:
     return [str(p) for p in pops.loc[~pops["vouched"].astype(bool), "population"]]
 
 
-def unvouched_message(summary: dict) -> str | None:
-    """Plain words for a check that cannot vouch for the prediction (its skill interval
+def unvouched_message(summary: dict, what: str = "prediction") -> str | None:
+    """Plain words for a check that cannot vouch for the ``what`` (its skill interval
     reaches 0: it may be worse than leaving the cells as they are), or ``None``.
 
     Populations are named in the message when the whole prediction is in doubt; alone
@@ -437,7 +437,7 @@ def unvouched_message(summary: dict) -> str | None:
     weak = unvouched_populations(summary)
     where = (f" The interval reaches 0 in population{'s' * (len(weak) > 1)} "
              f"{', '.join(weak)} too." if weak else "")
-    return (f"The self-check cannot vouch for this prediction ({summary['chosen']}): its "
+    return (f"The self-check cannot vouch for this {what} ({summary['chosen']}): its "
             f"expected skill's {summary['interval_level']:.0%} interval over its "
             f"{summary['n_groups']} held-out groups is {low:.2f} to {high:.2f}, so it may be worse "
             f"than leaving the cells as they are.{where} The summary "

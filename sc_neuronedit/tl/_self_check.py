@@ -55,12 +55,12 @@ def checked_choice(adata, *, edit_layer, self_check, model, populations, check=N
     return edit_layer, populations, checked
 
 
-def warn_unvouched(summary: dict) -> None:
+def warn_unvouched(summary: dict, what: str = "prediction") -> None:
     """One warning, pointed at the user's call, when the check cannot vouch for the
     prediction; populations it cannot vouch for in a prediction it vouches for go to the log."""
     from scanpy import logging as logg
 
-    message = unvouched_message(summary)
+    message = unvouched_message(summary, what)
     if message is not None:
         warnings.warn(message, UserWarning, stacklevel=caller_stacklevel())
     elif weak := unvouched_populations(summary):
@@ -151,7 +151,7 @@ def batch_check(adata, *, reference, batches, goal_batch, populations, model, la
         apply_options=dict(decode=decode), finish=finish, pooled_goal=pooled_goal,
         random_state=random_state)
     chosen, summary = check.choose_for_batches(table)
-    warn_unvouched(summary)
+    warn_unvouched(summary, "correction")
     table["chosen"] = table["candidate"] == chosen
     logg.info(f"    self-check: {check.summary_line(summary)}; spread gap "
               f"{summary['expected_spread_gap']:.3f} (uncorrected {summary['no_change_spread_gap']:.3f})",
