@@ -513,7 +513,7 @@ class _Run:
             routes = self.routes(a, b)
             predicted = self._scored(np.vstack([v for _, v in routes]))
             observed = self._scored(self.rows(label))
-            pops, left_out = self.testable_populations((self.control, a, b, label))
+            pops, left_out, cells = self.testable_populations((self.control, a, b, label))
             excluded += [{"combination": label, "population": p, "cells": why}
                          for p, why in left_out.items()]
             predicted_labels = self.route_labels(a, b)
@@ -555,13 +555,18 @@ class _Run:
             family = population_tests(observed, observed_labels, predicted, predicted_labels,
                                       boot_stats, obs_stats, populations=pops, features=names,
                                       route_gap=route_gap,
-                                      identity_shifts=self.identity_shifts(a, b, pops))
+                                      identity_shifts=self.identity_shifts(a, b, pops),
+                                      cells=cells)
             # The pooled mean is the test of the wide tables (its null also holds the routes' gap).
             pooled = (family["population"] == "all") & (family["statistic"] == "mean")
             family.loc[pooled, ["estimate", "se", "pvalue"]] = table[
                 ["mean_shift", "se", "pvalue"]].to_numpy()
-            # One family per combination: populations x features x statistics.
-            family["qvalue"] = stats.false_discovery_control(family["pvalue"].to_numpy())
+            # One family per combination: populations x features x statistics, less the
+            # quantiles with too few cells beyond them (p NaN: not tested).
+            tested = family["pvalue"].notna().to_numpy()
+            family["qvalue"] = np.nan
+            family.loc[tested, "qvalue"] = stats.false_discovery_control(
+                family.loc[tested, "pvalue"].to_numpy())
             family.insert(0, "combination", label)
             tests.append(family)
             summary[label] = {
@@ -571,8 +576,8 @@ class _Run:
                 / self.effect_size(a, b),
                 "route_agreement": gap["route_energy_ratio"],
                 "pvalue": min(1.0, float(table["pvalue"].min()) * len(table)),
-                "family_pvalue": float(holm(family["pvalue"].to_numpy()).min()),
-                "n_tests": len(family),
+                "family_pvalue": float(holm(family.loc[tested, "pvalue"].to_numpy()).min()),
+                "n_tests": int(tested.sum()),
             }
         wide = {col: pd.DataFrame({lab: t[col] for lab, t in tables.items()}).T
                 for col in ("mean_shift", "median_shift", "z", "se", "route_gap", "pvalue",
@@ -598,11 +603,13 @@ class _Run:
                             for r in excluded.itertuples()) + ".", UserWarning, stacklevel=4)
         return {"summary": summary, **wide, "tests": tests, "excluded_populations": excluded}
 
-    def testable_populations(self, conditions) -> tuple[list[str], dict[str, str]]:
-        """``["all", populations with enough cells in every condition]`` and why the others
-        are left out."""
+    def testable_populations(self, conditions) -> tuple[list[str], dict[str, str], list[int]]:
+        """``["all", populations with enough cells in every condition]``, why the others are
+        left out, and the fewest cells each kept one has in any condition (which quantiles
+        are tested, see :func:`~sc_neuronedit._synergy.statistics_tested`)."""
+        fewest = [min(len(self.cells[c]) for c in conditions)]
         if self.populations is None:
-            return ["all"], {}
+            return ["all"], {}, fewest
         names = sorted(set().union(*(self.populations[c] for c in conditions)))
         kept, left_out = ["all"], {}
         for p in names:
@@ -611,7 +618,8 @@ class _Run:
                 left_out[p] = ", ".join(f"{c}: {n}" for c, n in counts.items())
             else:
                 kept.append(p)
-        return kept, left_out
+                fewest.append(min(counts.values()))
+        return kept, left_out, fewest
 
     def route_labels(self, drug_a, drug_b):
         """Population labels of the predicted cells, in the order of :meth:`routes`."""
