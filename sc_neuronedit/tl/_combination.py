@@ -232,11 +232,17 @@ def synergy(
     control cells to the other, are applied to the cells the routes edit, and
     the squared mean change of the statistic (less its noise) adds to the
     variance (an edit adds spread to a small population's tails in both routes
-    alike). The reference is a t distribution. The family of a combination is populations
-    (``"all"`` = pooled) x features x statistics: ``qvalue`` is
-    Benjamini-Hochberg over it. Populations with fewer than 20 cells in any
-    condition are left out, with a warning, and listed in
-    ``excluded_populations``.
+    alike). The reference is a t distribution. A quantile is tested only where at
+    least 25 cells lie beyond it in every condition of the population (``q10`` and
+    ``q90`` from 250 cells, ``q50`` from 50; the mean always): with fewer, the
+    reference's tail at the thresholds of a large family is too thin (the count of
+    cells below a sample quantile is binomial, and its skewness and kurtosis
+    double a two-sided tail probability near |z| = 4 below ~25 cells); those rows
+    keep their estimate and standard error, with ``pvalue`` and ``qvalue`` NaN. The
+    family of a combination is the tested rows of populations (``"all"`` = pooled)
+    x features x statistics: ``qvalue`` is Benjamini-Hochberg over it. Populations
+    with fewer than 20 cells in any condition are left out, with a warning, and
+    listed in ``excluded_populations``.
 
     And per combination (``summary``): ``energy_score``, the energy distance
     between observed and predicted cells divided by the mean energy distance
@@ -244,8 +250,9 @@ def synergy(
     synergy, 1 a deviation as large as a single drug's effect;
     ``route_agreement``, the same ratio between the two routes; ``pvalue``,
     Bonferroni over features of the smallest pooled mean p-value (the wide
-    tables' test); ``family_pvalue``, Holm over the combination's whole family
-    in ``tests`` (``n_tests`` of them: the smallest p-value times ``n_tests``).
+    tables' test); ``family_pvalue``, Holm over the combination's family, the
+    tested rows of ``tests`` (``n_tests`` of them: the smallest p-value times
+    ``n_tests``).
 
     Parameters
     ----------
