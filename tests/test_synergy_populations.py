@@ -306,6 +306,6 @@ def test_family_smallest_pvalue_uniform_with_small_populations():
         family.append(min(1.0, p.min() * len(p)))
         uniform.append(1 - (1 - p.min()) ** len(p))
     # measured: KS p 0.999, family p < 0.05 in 4 of 150 (0.027); with every row tested the same
-    # draws (200 of them) gave 0.05, the false calls q90s of populations of 20-100 cells
+    # simulation (200 draws) gave 0.05
     assert stats.kstest(uniform, "uniform", alternative="greater").pvalue > 0.05
     assert np.mean(np.array(family) < 0.05) <= 0.06
