@@ -80,7 +80,8 @@ def versions(X0, names, gate, gammas):
 
 def family_decision(tests, feature, population, statistics):
     """Holm summary p over the rows of ``statistics``; whether the designed cell is found."""
-    fam = tests[tests["statistic"].isin(statistics)].copy()
+    # rows the package leaves untested (p NaN: too few cells beyond a quantile) are not in it
+    fam = tests[tests["statistic"].isin(statistics) & tests["pvalue"].notna()].copy()
     fam["qvalue"] = stats.false_discovery_control(fam["pvalue"].to_numpy())
     summary = float(holm(fam["pvalue"].to_numpy()).min())
     own = fam[(fam["feature"] == feature) & (fam["population"] == population)]

@@ -25,10 +25,13 @@ def populations(X, names) -> np.ndarray:
     return np.where(cd20 > 3, "B", np.where(cd3 > 3, "T", "other"))
 
 
-def drug_a(X, names, pop):
-    """Drug A: B cells pS6 += 1.2 tanh(pS6), pErk += 0.8 tanh(2 pErk + 1); all cells pp38 x 1.15."""
+def drug_a(X, names, pop, *, target: str = "B"):
+    """Drug A: B cells pS6 += 1.2 tanh(pS6), pErk += 0.8 tanh(2 pErk + 1); all cells pp38 x 1.15.
+
+    ``target`` names the population of ``pop`` that takes the place of the B cells (a
+    benchmark design with the single-drug effects elsewhere)."""
     X = X.copy()
-    b = pop == "B"
+    b = pop == target
     s6, erk, p38 = (names.get_loc(m) for m in TOUCHED["A"])
     X[b, s6] += 1.2 * np.tanh(X[b, s6])
     X[b, erk] += 0.8 * np.tanh(2 * X[b, erk] + 1)
@@ -36,19 +39,24 @@ def drug_a(X, names, pop):
     return X
 
 
-def drug_b(X, names, pop):
-    """Drug B: T cells pStat1 += 1.5 (1 - exp(-(pStat1 + 0.5))); all cells pAkt x 1.3."""
+def drug_b(X, names, pop, *, target: str = "T"):
+    """Drug B: T cells pStat1 += 1.5 (1 - exp(-(pStat1 + 0.5))); all cells pAkt x 1.3.
+
+    ``target`` names the population of ``pop`` that takes the place of the T cells."""
     X = X.copy()
-    t = pop == "T"
+    t = pop == target
     stat1, akt = (names.get_loc(m) for m in TOUCHED["B"])
     X[t, stat1] += 1.5 * (1 - np.exp(-(X[t, stat1] + 0.5)))
     X[:, akt] *= 1.3
     return X
 
 
-def combination(X, names, pop, gamma):
-    """A then B, plus the interaction: T cells pPlcg2 += 0.5 gamma."""
-    X = drug_b(drug_a(X, names, pop), names, pop)
+def combination(X, names, pop, gamma, *, targets: tuple[str, str] = ("B", "T")):
+    """A then B, plus the interaction: T cells pPlcg2 += 0.5 gamma.
+
+    ``targets``: the populations of ``pop`` in place of A's B cells and B's T cells (the
+    interaction stays in ``pop == "T"``)."""
+    X = drug_b(drug_a(X, names, pop, target=targets[0]), names, pop, target=targets[1])
     X[pop == "T", names.get_loc(INTERACTION)] += gamma * 0.5
     return X
 

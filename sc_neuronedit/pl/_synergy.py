@@ -202,7 +202,8 @@ def synergy_distributions(adata, feature: str, key: str = "combination", *,
     if tests is not None:
         part = tests[(tests["population"] == population) & (tests["feature"] == feature)]
         if len(part):
-            shifts = [f"{r.statistic} {r.estimate:+.2f} (q {r.qvalue:.2g})"
+            shifts = [f"{r.statistic} {r.estimate:+.2f} "
+                      + ("(not tested)" if np.isnan(r.qvalue) else f"(q {r.qvalue:.2g})")
                       for r in part.itertuples()]
             title += "".join(("\n" if i % 2 == 0 else ", ") + x for i, x in enumerate(shifts))
     ax.set_title(title + "\n(dotted: 0.1, 0.5, 0.9 quantiles)", fontsize=8, loc="left")

@@ -234,11 +234,17 @@ def synergy(
     control cells to the other, are applied to the cells the routes edit, and
     the squared mean change of the statistic (less its noise) adds to the
     variance (an edit adds spread to a small population's tails in both routes
-    alike). The reference is a t distribution. The family of a combination is populations
-    (``"all"`` = pooled) x features x statistics: ``qvalue`` is
-    Benjamini-Hochberg over it. Populations with fewer than 20 cells in any
-    condition are left out, with a warning, and listed in
-    ``excluded_populations``.
+    alike). The reference is a t distribution. A quantile is tested only where at
+    least 25 cells lie beyond it in every condition of the population (``q10`` and
+    ``q90`` from 250 cells, ``q50`` from 50; the mean always): with fewer, the
+    reference's tail at the thresholds of a large family is too thin (the count of
+    cells below a sample quantile is binomial, and its skewness and kurtosis
+    double a two-sided tail probability near |z| = 4 below ~25 cells); those rows
+    keep their estimate and standard error, with ``pvalue`` and ``qvalue`` NaN. The
+    family of a combination is the tested rows of populations (``"all"`` = pooled)
+    x features x statistics: ``qvalue`` is Benjamini-Hochberg over it. Populations
+    with fewer than 20 cells in any condition are left out, with a warning, and
+    listed in ``excluded_populations``.
 
     And per combination (``summary``): ``energy_score``, the energy distance
     between observed and predicted cells divided by the mean energy distance
@@ -246,8 +252,9 @@ def synergy(
     synergy, 1 a deviation as large as a single drug's effect;
     ``route_agreement``, the same ratio between the two routes; ``pvalue``,
     Bonferroni over features of the smallest pooled mean p-value (the wide
-    tables' test); ``family_pvalue``, Holm over the combination's whole family
-    in ``tests`` (``n_tests`` of them: the smallest p-value times ``n_tests``).
+    tables' test); ``family_pvalue``, Holm over the combination's family, the
+    tested rows of ``tests`` (``n_tests`` of them: the smallest p-value times
+    ``n_tests``).
 
     Parameters
     ----------
@@ -515,7 +522,7 @@ class _Run:
             routes = self.routes(a, b)
             predicted = self._scored(np.vstack([v for _, v in routes]))
             observed = self._scored(self.rows(label))
-            pops, left_out = self.testable_populations((self.control, a, b, label))
+            pops, left_out, cells = self.testable_populations((self.control, a, b, label))
             excluded += [{"combination": label, "population": p, "cells": why}
                          for p, why in left_out.items()]
             predicted_labels = self.route_labels(a, b)
@@ -557,13 +564,18 @@ class _Run:
             family = population_tests(observed, observed_labels, predicted, predicted_labels,
                                       boot_stats, obs_stats, populations=pops, features=names,
                                       route_gap=route_gap,
-                                      identity_shifts=self.identity_shifts(a, b, pops))
+                                      identity_shifts=self.identity_shifts(a, b, pops),
+                                      cells=cells)
             # The pooled mean is the test of the wide tables (its null also holds the routes' gap).
             pooled = (family["population"] == "all") & (family["statistic"] == "mean")
             family.loc[pooled, ["estimate", "se", "pvalue"]] = table[
                 ["mean_shift", "se", "pvalue"]].to_numpy()
-            # One family per combination: populations x features x statistics.
-            family["qvalue"] = stats.false_discovery_control(family["pvalue"].to_numpy())
+            # One family per combination: populations x features x statistics, less the
+            # quantiles with too few cells beyond them (p NaN: not tested).
+            tested = family["pvalue"].notna().to_numpy()
+            family["qvalue"] = np.nan
+            family.loc[tested, "qvalue"] = stats.false_discovery_control(
+                family.loc[tested, "pvalue"].to_numpy())
             family.insert(0, "combination", label)
             tests.append(family)
             summary[label] = {
@@ -573,8 +585,8 @@ class _Run:
                 / self.effect_size(a, b),
                 "route_agreement": gap["route_energy_ratio"],
                 "pvalue": min(1.0, float(table["pvalue"].min()) * len(table)),
-                "family_pvalue": float(holm(family["pvalue"].to_numpy()).min()),
-                "n_tests": len(family),
+                "family_pvalue": float(holm(family.loc[tested, "pvalue"].to_numpy()).min()),
+                "n_tests": int(tested.sum()),
             }
         wide = {col: pd.DataFrame({lab: t[col] for lab, t in tables.items()}).T
                 for col in ("mean_shift", "median_shift", "z", "se", "route_gap", "pvalue",
@@ -600,11 +612,13 @@ class _Run:
                             for r in excluded.itertuples()) + ".", UserWarning, stacklevel=4)
         return {"summary": summary, **wide, "tests": tests, "excluded_populations": excluded}
 
-    def testable_populations(self, conditions) -> tuple[list[str], dict[str, str]]:
-        """``["all", populations with enough cells in every condition]`` and why the others
-        are left out."""
+    def testable_populations(self, conditions) -> tuple[list[str], dict[str, str], list[int]]:
+        """``["all", populations with enough cells in every condition]``, why the others are
+        left out, and the fewest cells each kept one has in any condition (which quantiles
+        are tested, see :func:`~sc_neuronedit._synergy.statistics_tested`)."""
+        fewest = [min(len(self.cells[c]) for c in conditions)]
         if self.populations is None:
-            return ["all"], {}
+            return ["all"], {}, fewest
         names = sorted(set().union(*(self.populations[c] for c in conditions)))
         kept, left_out = ["all"], {}
         for p in names:
@@ -613,7 +627,8 @@ class _Run:
                 left_out[p] = ", ".join(f"{c}: {n}" for c, n in counts.items())
             else:
                 kept.append(p)
-        return kept, left_out
+                fewest.append(min(counts.values()))
+        return kept, left_out, fewest
 
     def route_labels(self, drug_a, drug_b):
         """Population labels of the predicted cells, in the order of :meth:`routes`."""
