@@ -298,7 +298,19 @@ def _batch_correct(args) -> int:
         outside = "(reference batch, unchanged)" if stats is None else f"{stats['outside_fraction']:13.1%}"
         print(f"  {b!s:{width}s} {n:7d} {n_ref:15d} {outside}")
     print("  (outside range: share of edited activations beyond the range of the batch's reference cells)")
-    _print_training(res["history"], adata.n_vars if mask is None else int(np.sum(mask)), adata.n_vars)
+    checked = res.get("self_check_summary")
+    if checked is not None:
+        low, high = checked["skill_interval"]
+        print(f"self-check (each batch's reference cells split in half): {checked['chosen']}; "
+              f"spread gap {checked['expected_spread_gap']:.3f} (uncorrected "
+              f"{checked['no_change_spread_gap']:.3f}), skill {checked['expected_skill']:.2f} "
+              f"({checked['interval_level']:.0%} interval {low:.2f} to {high:.2f})")
+    if res["params"].get("edit_layer") == "input":
+        print("edited the markers themselves (input layer): the autoencoder trained for the "
+              "check is not used")
+    else:
+        _print_training(res["history"], adata.n_vars if mask is None else int(np.sum(mask)),
+                        adata.n_vars)
     if mask is not None and not mask.all():
         print(f"passed through unchanged: {_shown(adata.var_names[~mask], sort=False)}")
     made = ["layers['arcsinh']"] if args.arcsinh is not None else []

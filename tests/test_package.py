@@ -141,6 +141,9 @@ def test_cli_batch_correct_writes_results_and_summary(batches_h5ad, tmp_path, ca
     printed = capsys.readouterr().out
     assert "corrected 3 of 3 batches" in printed and "b2" in printed and f"wrote {out}" in printed
     assert "passed through unchanged: ch9" in printed
+    # the default (edit_layer="auto") says what its self-check chose, and with what skill
+    assert "self-check (each batch's reference cells split in half): " in printed
+    assert " interval " in printed and "spread gap" in printed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad", "out.h5ad"]  # no temp left
 
 

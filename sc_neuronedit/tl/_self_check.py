@@ -161,7 +161,8 @@ def batch_check(adata, *, reference, batches, goal_batch, populations, model, la
             "batch_correct self-check: every candidate widened the gap between the batches' "
             f"spreads on held-out reference cells (uncorrected {summary['no_change_spread_gap']:.3f}, "
             f"{summary['chosen']} {summary['expected_spread_gap']:.3f}); the correction may make "
-            "spreads less comparable between batches.", UserWarning, stacklevel=3)
+            "spreads less comparable between batches.", UserWarning,
+            stacklevel=caller_stacklevel())
     return table, summary, input_model
 
 
