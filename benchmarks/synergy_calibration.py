@@ -538,6 +538,15 @@ def _one(job):
                      diagnose=gamma == 0 and not s["args"].no_diagnose)
 
 
+def ref_cells():
+    """The BCR-XL unstimulated (``Ref``) cells in arcsinh(x / 5): the AnnData, its marker
+    names and the dense values every semi-synthetic design starts from."""
+    full = ad.read_h5ad(sne.datasets.data_dir() / "bodenmiller_bcrxl.h5ad")
+    ref = full[full.obs["condition"] == "Ref"].copy()
+    sne.pp.arcsinh(ref, 5)
+    return ref, ref.var_names, np.asarray(ref.layers["arcsinh"], dtype=np.float32)
+
+
 def run(args):
     t0 = time.perf_counter()
     torch.set_num_threads(args.threads)
@@ -546,11 +555,7 @@ def run(args):
     cli = " ".join(f"--{k.replace('_', '-')} " + " ".join(f"{x:g}" if isinstance(x, float) else str(x)
                                                         for x in np.atleast_1d(getattr(args, k)))
                    for k, v in defaults.items() if getattr(args, k) != v)
-    full = ad.read_h5ad(sne.datasets.data_dir() / "bodenmiller_bcrxl.h5ad")
-    ref = full[full.obs["condition"] == "Ref"].copy()
-    sne.pp.arcsinh(ref, 5)
-    names = ref.var_names
-    X0 = np.asarray(ref.layers["arcsinh"], dtype=np.float32)
+    ref, names, X0 = ref_cells()
     gammas = [0.0, *sorted(g for g in args.gammas if g > 0)]
     adata, offset, pop = build(X0, names, gammas)
     if 4 * args.n_cells > len(X0):

@@ -55,7 +55,7 @@ from sc_neuronedit._synergy import holm, population_tests
 from sc_neuronedit.datasets._semisynthetic import combination, drug_a, drug_b, populations
 
 sys.path.insert(0, str(Path(__file__).parent))
-from synergy_calibration import split, wilson  # noqa: E402  (same splits, same CI)
+from synergy_calibration import ref_cells, split, wilson  # noqa: E402  (same splits, same CI)
 
 ALPHA = 0.05
 FEATURE = "pPlcg2"  # the interaction's marker
@@ -159,11 +159,7 @@ def replicate(job, s):
 def run(args):
     t0 = time.perf_counter()
     torch.set_num_threads(args.threads)
-    full = ad.read_h5ad(sne.datasets.data_dir() / "bodenmiller_bcrxl.h5ad")
-    ref = full[full.obs["condition"] == "Ref"].copy()
-    sne.pp.arcsinh(ref, 5)
-    names = ref.var_names
-    X0 = np.asarray(ref.layers["arcsinh"], dtype=np.float32)
+    ref, names, X0 = ref_cells()
     cells = gate(X0, names)
     targets = TARGETS[args.targets]
     versions = {"ctrl": X0, "A": drug_a(X0, names, cells, target=targets[0]),

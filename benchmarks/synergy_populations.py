@@ -54,7 +54,7 @@ from sc_neuronedit._synergy import STATISTICS, holm
 from sc_neuronedit.datasets._semisynthetic import combination, drug_a, drug_b, populations
 
 sys.path.insert(0, str(Path(__file__).parent))
-from synergy_calibration import split, wilson  # noqa: E402  (same splits, same CI)
+from synergy_calibration import ref_cells, split, wilson  # noqa: E402  (same splits, same CI)
 
 ALPHA = 0.05
 DESIGNS = {"today": ("pPlcg2", "T"), "a": ("pBtk", "B"), "b": ("pBtk", "B")}
@@ -133,11 +133,7 @@ _STATE: dict = {}
 def run(args):
     t0 = time.perf_counter()
     torch.set_num_threads(args.threads)
-    full = ad.read_h5ad(sne.datasets.data_dir() / "bodenmiller_bcrxl.h5ad")
-    ref = full[full.obs["condition"] == "Ref"].copy()
-    sne.pp.arcsinh(ref, 5)
-    names = ref.var_names
-    X0 = np.asarray(ref.layers["arcsinh"], dtype=np.float32)
+    ref, names, X0 = ref_cells()
     gate = populations(X0, names)
     gammas = sorted(g for g in args.gammas if g > 0)
     vers = versions(X0, names, gate, [0.0, *gammas])
