@@ -124,7 +124,7 @@ _QUANTILES = (0.1, 0.5, 0.9)
 #: Cells a quantile needs beyond it (on its shorter side) in every condition of a population
 #: to be tested. The sample q-quantile moves with the count of cells below it, a binomial
 #: Bin(n, q); a z of it is t- or normal-distributed only up to that count's skewness and
-#: kurtosis, whose error in the two-sided tail probability at the |z| of about 4 that Holm
+#: kurtosis, whose error in the two-sided tail probability at the z of about ±4 that Holm
 #: needs in a family of hundreds of tests (Edgeworth, second order) is about
 #: ``23 / (n min(q, 1 - q))`` times the nominal rate at q = 0.1: fewer than ~25 cells beyond
 #: the quantile and a test's false-positive rate at that threshold may double. Fixed from

@@ -239,7 +239,7 @@ def synergy(
     ``q90`` from 250 cells, ``q50`` from 50; the mean always): with fewer, the
     reference's tail at the thresholds of a large family is too thin (the count of
     cells below a sample quantile is binomial, and its skewness and kurtosis
-    double a two-sided tail probability near |z| = 4 below ~25 cells); those rows
+    double a two-sided tail probability near z = ±4 below ~25 cells); those rows
     keep their estimate and standard error, with ``pvalue`` and ``qvalue`` NaN. The
     family of a combination is the tested rows of populations (``"all"`` = pooled)
     x features x statistics: ``qvalue`` is Benjamini-Hochberg over it. Populations
