@@ -333,14 +333,27 @@ def paired_gains(per_group: pd.DataFrame, default: str) -> pd.DataFrame:
     wide = per_group.pivot(index="group", columns="candidate", values="skill")
     wide = wide[list(dict.fromkeys(per_group["candidate"]))].dropna()
     n = len(wide)
-    diff = wide.sub(wide[default], axis=0)
-    gain_se = diff.std(ddof=1).fillna(np.inf) / np.sqrt(max(n, 1))
+    paired = paired_t(wide.sub(wide[default], axis=0))
+    gain_se = paired["se"].fillna(np.inf)  # one group: no standard error, nothing is clear
     quantile = stats.t.ppf(1 - SWITCH_LEVEL, n - 1) if n > 1 else np.inf
-    out = pd.DataFrame({"skill": wide.mean(), "gain": diff.mean(), "gain_se": gain_se})
-    out["threshold"] = np.where(out["gain_se"] > 0, quantile * out["gain_se"], 0.0)
-    out["clearly_better"] = (out["gain"] > out["threshold"]) & (out.index != default)
+    out = pd.DataFrame({"skill": wide.mean(), "gain": paired["mean"], "gain_se": gain_se})
+    out["threshold"] = np.where(gain_se > 0, quantile * gain_se, 0.0)
+    out["clearly_better"] = (paired["t"] > quantile) & (out.index != default)
     out.index.name = "candidate"
     return out
+
+
+def paired_t(diff: pd.DataFrame) -> pd.DataFrame:
+    """Per column of per-group differences: their ``mean``, its standard error ``se`` and
+    ``t = mean / se``. The same nonzero difference in every group is as clear as it gets
+    (``t`` infinite, of its sign); one group allows no test (``se`` and ``t`` NaN)."""
+    n = len(diff)
+    mean = diff.mean()
+    se = diff.std(ddof=1) / np.sqrt(n) if n > 1 else mean * np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(se > 0, mean / se,
+                     np.where(se == 0, np.where(mean != 0, np.sign(mean) * np.inf, 0.0), np.nan))
+    return pd.DataFrame({"mean": mean, "se": se, "t": t})
 
 
 def skill_interval(skills) -> tuple[float, float]:
@@ -611,7 +624,8 @@ def choose_for_batches(table: pd.DataFrame, *, default: str = BATCH_DEFAULT,
     Returns
     -------
     ``(chosen, summary)``: ``summary`` holds ``chosen``, ``expected_skill`` (± ``_se``),
-    its ``skill_interval`` and ``vouched`` (as in :func:`choose`), ``expected_error``, ``expected_spread_gap``, ``no_change_spread_gap``,
+    its ``skill_interval`` and ``vouched`` (as in :func:`choose`), ``expected_error``,
+    ``expected_spread_gap``, ``no_change_spread_gap``,
     ``spread_guard`` (``"kept"``: the chosen candidate does not widen the gap;
     ``"default widens"``: the default did and was replaced; ``"none keeps"``),
     ``next_best`` (by mean skill) and its skill, ``n_groups``, ``level`` and
@@ -619,8 +633,6 @@ def choose_for_batches(table: pd.DataFrame, *, default: str = BATCH_DEFAULT,
     (``gain``, ``gain_se``, ``t``), the mean per-batch reduction of the spread gap
     (``spread_gain``, ``spread_gain_se``, ``spread_gain_t``) and its mean spread gap.
     """
-    from scipy import stats
-
     overall = table[table.population == "all"]
     skill, gaps = (overall.pivot_table(index="group", columns="candidate", values=v, sort=False)
                    for v in ("skill", "spread_gap"))
@@ -663,17 +675,7 @@ def choose_for_batches(table: pd.DataFrame, *, default: str = BATCH_DEFAULT,
 
 
 def _paired(diff: pd.Series, name: str) -> dict:
-    """Mean of per-batch differences, its standard error and t (named ``name``, ``name_se``
-    and ``t`` for the skill gain, ``name_t`` otherwise)."""
-    n = len(diff)
-    mean = float(diff.mean())
-    se = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
-    # the same difference in every batch is as clear as it gets (no spread to divide by)
-    if se > 0:
-        t = mean / se
-    elif se == 0:
-        t = np.copysign(np.inf, mean) if mean != 0 else 0.0
-    else:  # one batch: no test
-        t = np.nan
-    t = float(t)
+    """:func:`paired_t` of one series of per-batch differences, named ``name``, ``name_se``
+    and ``t`` for the skill gain, ``name_t`` otherwise."""
+    mean, se, t = (float(v) for v in paired_t(diff.to_frame()).iloc[0])
     return {name: mean, f"{name}_se": se, "t" if name == "gain" else f"{name}_t": t}
