@@ -176,8 +176,8 @@ def main():
             gain = summary["comparison"].set_index("candidate")
             alt = gain.drop(default)["gain"].idxmax()
             auto_s = check_s + (fit_s if chosen.startswith("bottleneck") else 0.0)
-            scores = {c: v for c, v in extra(predictions[chosen], held).items()}
-            scores.update({f"default_{c}": v for c, v in extra(predictions[default], held).items()})
+            scores = {**extra(predictions[chosen], held),
+                      **{f"default_{c}": v for c, v in extra(predictions[default], held).items()}}
             checks.append(dict(seed=seed, group=held, chosen=chosen, truth_best=best,
                                agree=chosen == best, spearman=rho,
                                best_alternative=alt, alt_gain=float(gain.loc[alt, "gain"]),

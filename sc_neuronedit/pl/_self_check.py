@@ -58,14 +58,16 @@ def self_check(adata, key: str = "predicted_perturbation", *, ax=None, show: boo
     with the interval one more group's skill is expected in (black; the
     prediction interval the summary reports, 90 %). Skill 0 (dashed) is no
     better than leaving the cells as they are; 1 is a perfect prediction.
-    The chosen candidate is in bold; on the right of each row, its paired
-    gain over the default candidate (mean of the per-group differences) and
-    the gain it would need to replace the default (✓ when it does). Right, when the check scored populations: the mean skill
-    over groups per population and candidate (colours saturate below −1);
-    for batch correction instead: each candidate's mean spread gap
+    The chosen candidate is in bold; at the panel's right edge, above each
+    row, its paired gain over the default candidate (mean of the per-group
+    differences) and the gain it would need to replace the default (✓ when
+    it does). Right, when the check scored populations: the mean skill over
+    groups per population and candidate (colours saturate below −1); for
+    batch correction instead: each candidate's mean spread gap
     (:func:`~sc_neuronedit.metrics.spread_gap` of the corrected held-out
     reference halves against the goal's spread) beside the uncorrected one
-    (dashed): the batch rule never chooses a candidate past that line (red).
+    (dashed): the batch rule chooses a candidate past that line (red) only
+    when every candidate is, with a warning.
 
     Parameters
     ----------
@@ -175,7 +177,7 @@ def _title(summary, chosen) -> str:
     """The expected skill and its interval, and whether the check vouches for the choice."""
     if not chosen or "expected_skill" not in summary:
         return "self-check"
-    if "skill_interval" not in summary:  # the batch rule's summary
+    if "skill_interval" not in summary:  # a result written before the interval existed
         return (f"expected skill {summary['expected_skill']:.2f} ± "
                 f"{summary['expected_skill_se']:.2f} ({chosen})")
     low, high = summary["skill_interval"]

@@ -46,7 +46,7 @@ def checked_choice(adata, *, edit_layer, self_check, model, populations, check=N
     if not self_check:
         return edit_layer, populations, None
     default = default_candidate(model.edit_layer if model is not None else edit_layer,
-                                       populations is not None)
+                                populations is not None)
     checked = (check or perturbation_check)(adata, model=model, populations=populations,
                                             default=default, switch=edit_layer == "auto", **kwargs)
     warn_unvouched(checked[1])
