@@ -242,6 +242,8 @@ def batch_correct(
             continue
         cells = batches == b
         outs, stats, records = [], [], []
+        if calibrate:  # the batch's own reference cells, whatever the goal
+            ref_rows = _subsample(np.flatnonzero(reference[cells]), random_state)
         for (goal, goal_groups), (goal_x, goal_w) in zip(goals, goal_values):
             edit = model.learn_edit(reference & cells, goal, n_quantiles=n_quantiles,
                                     groupby=goal_groups, populations=populations,
@@ -249,7 +251,6 @@ def batch_correct(
                                     residual_bins=residual_bins, random_state=random_state)
             out = model.apply_edit(cells, edit, populations=populations, decode=decode)
             if calibrate:
-                ref_rows = _subsample(np.flatnonzero(reference[cells]), random_state)
                 out[:, features] = _calibrate(out[:, features], out[ref_rows][:, features],
                                               goal_x, goal_w, n_quantiles)
             outs.append(out)
