@@ -299,7 +299,7 @@ def model_columns(model) -> np.ndarray:
 #: nothing, so the error that matters is taking one that is worse, which each alternative
 #: commits at most at this rate (under the t model), however many there are; dividing the
 #: level among them (first tried, at 5 %) kept the default on BCR-XL where every inner
-#: patient rated the input layer better (t = 1.8-3.0 at 4 degrees of freedom).
+#: patient rated the input layer better (t = 1.6-3.2 at 4 degrees of freedom).
 SWITCH_LEVEL = 0.10
 #: Nominal coverage of the reported skill interval: a t prediction interval for one more
 #: group (the held-out one), two-sided.
