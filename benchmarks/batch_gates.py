@@ -49,7 +49,7 @@ import torch
 
 import sc_neuronedit as sne
 from sc_neuronedit import metrics
-from sc_neuronedit._anndata import group_weights
+from sc_neuronedit._learning import group_weights
 
 #: Surface markers that define cell types in this panel (for ``--populations``).
 LINEAGE = ("CD45", "CD66", "CD7", "CD19", "CD45RA", "CD11b", "CD4", "CD8a", "CD11c", "CD123", "TCRgd",

@@ -50,7 +50,7 @@ import torch
 
 import sc_neuronedit as sne
 from sc_neuronedit import metrics
-from sc_neuronedit._anndata import group_weights
+from sc_neuronedit._learning import group_weights
 
 COND, DONOR, CTRL, STIM = "condition", "patient_id", "Ref", "BCRXL"
 POPS = ("B", "T", "other")

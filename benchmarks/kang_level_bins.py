@@ -34,7 +34,7 @@ import torch
 
 import sc_neuronedit as sne
 from sc_neuronedit import metrics
-from sc_neuronedit._model import RESIDUAL_BINS
+from sc_neuronedit._learning import RESIDUAL_BINS
 from sc_neuronedit._residual import _bins
 
 COND, GROUP, CTRL, STIM = "condition", "cell_type", "control", "stimulated"

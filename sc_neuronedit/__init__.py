@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 # Submodules and names load on first use (PEP 562): importing torch, scanpy and
 # numba takes seconds, which ``neuronedit --help`` and ``--version`` must not wait for.
 _SUBMODULES = ("datasets", "metrics", "pl", "pp", "tl")
-_NAMES = {"Edit": "._model", "NeuronEditor": "._model", "QuantileEdit": "._edit",
+_NAMES = {"Edit": "._learning", "NeuronEditor": "._model", "QuantileEdit": "._edit",
           "fit_quantile_edit": "._edit", "read_fcs": "._fcs", "write_fcs": "._fcs"}
 
 __all__ = ["Edit", "NeuronEditor", "QuantileEdit", "datasets", "fit_quantile_edit", "metrics", "pl", "pp",

@@ -1,7 +1,10 @@
-"""AnnData input handling: cell selections, feature masks, matrices, checks.
+"""The data edge: AnnData (or an array) in, rows and labels out.
 
 Everything that knows about ``.obs``, ``.var`` and ``.layers`` lives here, so
-the model and the edit math can stay array-only.
+the model and the edit math can stay array-only. :class:`Data` binds a model to
+its matrix; a selection becomes a :class:`~sc_neuronedit._matrix.Rows` (a lazy
+column view plus row indices, nothing read) and labels become arrays, once per
+call, and everything below receives those.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import sparse
 
-from ._matrix import in_memory
+from ._matrix import Columns, Rows, array_mask, as_matrix
 
 
 def is_anndata(obj) -> bool:
@@ -131,46 +135,6 @@ def get_matrix(adata, layer: str | None):
     return adata.layers[layer]
 
 
-def check_finite(X, *, what: str = "the input matrix", chunk: int = 4096,
-                 obs_names=None, var_names=None) -> None:
-    """Raise if ``X`` (dense, sparse or backed) holds NaN or inf, read in row chunks.
-
-    The message counts the NaN and inf entries and names the first cells and
-    features holding them (by name when ``obs_names`` / ``var_names`` are given).
-    """
-    n_nan = n_inf = 0
-    rows, cols = [], set()
-    for start in range(0, X.shape[0], chunk):
-        block = in_memory(X[start : start + chunk])
-        data = block.data if sparse.issparse(block) else np.asarray(block)
-        if np.isfinite(data).all():
-            continue
-        n_nan += int(np.isnan(data).sum())
-        n_inf += int(np.isinf(data).sum())
-        bad = ~np.isfinite(block.toarray() if sparse.issparse(block) else data)
-        rows.extend((start + np.flatnonzero(bad.any(axis=1))).tolist())
-        cols.update(np.flatnonzero(bad.any(axis=0)).tolist())
-    if rows:
-        cols = sorted(cols)
-
-        def first(idx, names):
-            shown = [str(names[i]) if names is not None else str(i) for i in idx[:5]]
-            return ", ".join(shown) + (", …" if len(idx) > 5 else "")
-
-        raise ValueError(
-            f"{what} contains NaN or inf ({n_nan} NaN, {n_inf} inf) in {len(rows)} cell(s) "
-            f"(rows: {first(rows, obs_names)}) and {len(cols)} feature(s) "
-            f"({first(cols, var_names)}). Remove those cells or features, or impute the values, "
-            "before training."
-        )
-
-
-def group_weights(groups: np.ndarray) -> np.ndarray:
-    """``1 / group size`` per cell, so that every group weighs the same."""
-    _, inverse, counts = np.unique(np.asarray(groups).astype(str), return_inverse=True, return_counts=True)
-    return 1.0 / counts[inverse]
-
-
 def resolve_groups(adata, groupby, *, name: str = "groupby") -> np.ndarray:
     """Labels per cell from an ``.obs`` column name or an array; ``name`` is the
     argument the caller's user passed, for the error message."""
@@ -200,3 +164,125 @@ def resolve_populations(adata, population_key: str | None) -> np.ndarray | None:
                          "without a population; give every cell one (e.g. with "
                          "sc_neuronedit.pp.populations, which assigns every cell).")
     return labels.astype(str).to_numpy()
+
+
+class Data:
+    """The matrix a model is bound to, and the one place its cells are resolved.
+
+    Parameters
+    ----------
+    data
+        AnnData (dense, CSR or backed ``X``/layer) or a cells x features array.
+    layer
+        Layer of ``data`` to model instead of ``.X`` (AnnData only).
+    mask_var
+        The features the model sees (see :class:`~sc_neuronedit.NeuronEditor`).
+    order
+        Var names in the model's feature order (a saved model's): the columns are
+        then taken in that order, whatever the data's.
+    """
+
+    def __init__(self, data, *, layer: str | None = None, mask_var=None, order=None):
+        self.adata = data if is_anndata(data) else None
+        if self.adata is not None:
+            X = get_matrix(data, layer)
+            self.feature_mask = resolve_mask_var(data, mask_var)
+            names = np.asarray(data.var_names)
+            self.feature_names = names if self.feature_mask is None else names[self.feature_mask]
+        else:
+            if layer is not None:
+                raise ValueError("layer= only applies to AnnData input.")
+            X = as_matrix(data)
+            self.feature_mask = None if mask_var is None else array_mask(mask_var, X.shape[1])
+            self.feature_names = None
+        self.layer, self.X = layer, X
+        self.n_features = X.shape[1] if self.feature_mask is None else int(self.feature_mask.sum())
+        #: The data's columns in the model's feature order (``None``: all, in order).
+        self.columns = None if self.feature_mask is None else np.flatnonzero(self.feature_mask)
+        if order is not None:
+            self.columns = self.adata.var_names.get_indexer(order)
+            self.feature_names = np.asarray(order, dtype=object)
+
+    @property
+    def n_obs(self) -> int:
+        return self.X.shape[0]
+
+    def view(self, X=None) -> Columns:
+        """The model's columns of ``X`` (default the bound matrix)."""
+        return Columns(self.X if X is None else X, self.columns)
+
+    def owns(self, cells: Rows) -> bool:
+        """Whether ``cells`` are rows of the bound matrix (not a matrix given instead)."""
+        return cells.view.X is self.X
+
+    def cells(self, cells, *, name: str = "cells") -> Rows:
+        """Rows for a selection, a mask, integer indices or a data matrix (``None``: all)."""
+        if cells is None:
+            return Rows(self.view(), np.arange(self.n_obs))
+        if isinstance(cells, torch.Tensor):
+            cells = cells.detach().cpu().numpy()
+        if sparse.issparse(cells) or (isinstance(cells, np.ndarray) and cells.ndim == 2):
+            width = cells.shape[1]
+            if width == self.n_features:
+                view = Columns(cells, None)
+            elif self.feature_mask is not None and width == len(self.feature_mask):
+                view = self.view(cells)
+            else:
+                raise ValueError(
+                    f"{name}: a data matrix must have {self.n_features} columns (the model's "
+                    f"features), got {width}."
+                )
+            return Rows(view, np.arange(cells.shape[0]))
+        if self.adata is None:
+            mask, n = np.asarray(cells), self.n_obs
+            if mask.ndim == 1 and np.issubdtype(mask.dtype, np.integer):
+                if mask.size and (mask.min() < -n or mask.max() >= n):
+                    raise IndexError(f"{name}: integer index out of range for {n} rows.")
+                idx, mask = mask, np.zeros(n, dtype=bool)
+                mask[idx] = True  # as with AnnData: rows in order, each once
+            if mask.dtype != bool or mask.shape != (n,):
+                raise TypeError(
+                    f"{name}: without AnnData, give a boolean mask over the {n} rows, "
+                    "integer row indices or a cells x features matrix."
+                )
+        else:
+            mask = resolve_selection(self.adata, cells, name=name)
+        return Rows(self.view(), np.flatnonzero(mask))
+
+    def row_labels(self, labels, *, name: str) -> np.ndarray:
+        """Labels over the bound rows, from an ``.obs`` column name or an array."""
+        if isinstance(labels, str):
+            if self.adata is None:
+                raise ValueError(f"{name}={labels!r} names an .obs column, which needs AnnData "
+                                 "input; give an array of labels instead.")
+            return resolve_groups(self.adata, labels, name=name)
+        labels = np.asarray(labels)
+        if labels.shape != (self.n_obs,):
+            raise ValueError(f"{name} must have one label per row of the data "
+                             f"({self.n_obs}), got shape {labels.shape}.")
+        return labels
+
+    def side_labels(self, labels, *sides: Rows) -> list[np.ndarray]:
+        """Population labels of each side's cells: indexed from labels over the bound rows,
+        or given per side (a tuple with one array per side)."""
+        if isinstance(labels, tuple):
+            if len(labels) != len(sides):
+                raise ValueError(f"populations as a tuple needs one array per side ({len(sides)}).")
+            out = [np.asarray(lab) for lab in labels]
+            for lab, side in zip(out, sides):
+                if lab.shape != (len(side.idx),):
+                    raise ValueError(f"populations: {lab.shape[0] if lab.ndim else 0} labels for "
+                                     f"{len(side.idx)} cells.")
+            return [lab.astype(str) for lab in out]
+        if not all(self.owns(side) for side in sides):
+            raise ValueError("With cells given as matrices, give populations per side: "
+                             "a tuple (source_labels, target_labels) or the cells' own labels.")
+        labels = self.row_labels(labels, name="populations").astype(str)
+        return [labels[side.idx] for side in sides]
+
+    def cell_labels(self, labels, cells: Rows) -> np.ndarray:
+        """Population labels (strings) of the cells to edit, as ``apply_edit`` takes them."""
+        if isinstance(labels, str) or self.owns(cells):
+            return np.asarray(self.row_labels(labels, name="populations")[cells.idx]).astype(str)
+        (out,) = self.side_labels((labels,), cells)
+        return out

@@ -40,6 +40,16 @@ def take_rows(X, idx) -> np.ndarray:
     return dense(in_memory(X[contiguous(idx)]))
 
 
+def read_rows(X, idx):
+    """Rows ``idx`` of ``X`` in memory (sparse stays sparse), in one read. A backed file
+    needs increasing indices, so others are read in order and put back as asked."""
+    idx = np.asarray(idx)
+    if len(idx) > 1 and np.any(np.diff(idx) < 0):
+        order = np.argsort(idx, kind="stable")
+        return in_memory(X[contiguous(idx[order])])[np.argsort(order, kind="stable")]
+    return in_memory(X[contiguous(idx)])
+
+
 def column_min(X, chunk: int = 4096) -> np.ndarray:
     """Per-column minimum of a dense, sparse or backed matrix, read in row chunks."""
     n = X.shape[0]
@@ -99,3 +109,37 @@ def array_mask(mask_var, n_features: int) -> np.ndarray:
     if not mask.any():
         raise ValueError("mask_var selects no features.")
     return mask
+
+
+def check_finite(X, *, what: str = "the input matrix", chunk: int = 4096,
+                 obs_names=None, var_names=None) -> None:
+    """Raise if ``X`` (dense, sparse or backed) holds NaN or inf, read in row chunks.
+
+    The message counts the NaN and inf entries and names the first cells and
+    features holding them (by name when ``obs_names`` / ``var_names`` are given).
+    """
+    n_nan = n_inf = 0
+    rows, cols = [], set()
+    for start in range(0, X.shape[0], chunk):
+        block = in_memory(X[start : start + chunk])
+        data = block.data if sparse.issparse(block) else np.asarray(block)
+        if np.isfinite(data).all():
+            continue
+        n_nan += int(np.isnan(data).sum())
+        n_inf += int(np.isinf(data).sum())
+        bad = ~np.isfinite(block.toarray() if sparse.issparse(block) else data)
+        rows.extend((start + np.flatnonzero(bad.any(axis=1))).tolist())
+        cols.update(np.flatnonzero(bad.any(axis=0)).tolist())
+    if rows:
+        cols = sorted(cols)
+
+        def first(idx, names):
+            shown = [str(names[i]) if names is not None else str(i) for i in idx[:5]]
+            return ", ".join(shown) + (", …" if len(idx) > 5 else "")
+
+        raise ValueError(
+            f"{what} contains NaN or inf ({n_nan} NaN, {n_inf} inf) in {len(rows)} cell(s) "
+            f"(rows: {first(rows, obs_names)}) and {len(cols)} feature(s) "
+            f"({first(cols, var_names)}). Remove those cells or features, or impute the values, "
+            "before training."
+        )

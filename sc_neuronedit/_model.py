@@ -1,152 +1,38 @@
 """The user-facing model: an autoencoder over an AnnData (or array) plus edits.
 
-AnnData in, arrays out. The network lives in :mod:`sc_neuronedit.nn`, the
-edit math in :mod:`sc_neuronedit._edit`; this class wires them to data.
+A facade. Each method resolves its inputs once through the data edge
+(:mod:`sc_neuronedit._anndata`) and calls one array engine: the network passes
+(:mod:`~sc_neuronedit._passes`), learning an edit (:mod:`~sc_neuronedit._learning`),
+applying it (:mod:`~sc_neuronedit._applying`); the network lives in
+:mod:`sc_neuronedit.nn`.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import sparse
 
 from . import _anndata as _ad
-from . import _persist
-from ._edit import MIN_POPULATION_CELLS, QuantileEdit, fit_quantile_edit, population_plan
-from ._matrix import Columns, Rows, array_mask, as_matrix, contiguous, in_memory, is_backed
+from . import _applying, _learning, _persist
+from ._applying import DECODE_FORMS
+from ._edit import MIN_POPULATION_CELLS
+from ._learning import INPUT, RESIDUAL_BINS, RESIDUAL_MAX_CELLS, Edit, residual_picks
+from ._matrix import check_finite, is_backed
+from ._passes import BATCH_SIZE, encode_rows
 from ._persist import resolve_device
-from ._predict import block_predictor
-from ._residual import LevelResidualEdit, fit_level_residual_edit
-from ._threads import restored_threads
-from .nn import Autoencoder, InputLayer, TrainingHistory, train_autoencoder
-from .nn._distributed import gather_rows, shard
-from .nn._training import iter_batches, standardization
+from ._warn import warn
+from .nn import Autoencoder, InputLayer, TrainingHistory, new_network, train_autoencoder
+from .nn._training import standardization
 
-DECODE_FORMS = ("edited_residual", "residual", "plain")
-#: Cells per side used for the per-feature quantiles of the residual edit.
-RESIDUAL_MAX_CELLS = 10_000
-#: Default level bins of the residual edit (``learn_edit(residual_bins=)``), fixed
-#: before any held-out run of this implementation: the bin count that the inner
-#: leave-one-type-out of issue 20's prototype chose in 7 of 7 folds (two seeds).
-RESIDUAL_BINS = 10
-#: ``edit_layer`` value that edits the input features themselves (no autoencoder).
-INPUT = "input"
-
-
-@dataclass
-class Edit:
-    """What :meth:`NeuronEditor.learn_edit` learns.
-
-    Parameters
-    ----------
-    neurons
-        The quantile edit of the edited layer's neurons.
-    residual
-        The per-feature edit of the reconstruction residual
-        ``x - decode(encode(x))``, from source to target cells, conditioned on
-        the decoded level (used by ``decode="edited_residual"``), or ``None``.
-        A :class:`QuantileEdit` is taken as the pooled, one-bin edit.
-    populations
-        With ``learn_edit(populations=...)``: population label → the
-        :class:`Edit` learned within it. ``neurons`` and ``residual`` are
-        then the pooled edit, which every other population takes.
-    fallback
-        Population label → why it takes the pooled edit (too few cells).
-
-    Examples
-    --------
-    >>> import torch
-    >>> import sc_neuronedit as sne
-    >>> gen = torch.Generator().manual_seed(0)
-    >>> source, target = torch.randn(100, 8, generator=gen), torch.randn(100, 8, generator=gen) + 1
-    >>> edit = sne.Edit(sne.fit_quantile_edit(source, target))
-    >>> edit.residual is None  # apply with decode="residual" or "plain"
-    True
-    """
-
-    neurons: QuantileEdit
-    residual: LevelResidualEdit | None = None
-    populations: dict[str, Edit] | None = None
-    fallback: dict[str, str] | None = None
-
-    def __post_init__(self):
-        if isinstance(self.residual, QuantileEdit):
-            self.residual = LevelResidualEdit.from_pooled(self.residual)
-
-    def for_population(self, label) -> Edit:
-        """The edit that cells of population ``label`` take: their own, else the pooled one.
-
-        Parameters
-        ----------
-        label
-            A population label (compared as a string).
-
-        Returns
-        -------
-        :class:`Edit` without populations.
-
-        Examples
-        --------
-        >>> import torch
-        >>> import sc_neuronedit as sne
-        >>> pooled = sne.fit_quantile_edit(torch.zeros(10, 2), torch.ones(10, 2))
-        >>> own = sne.Edit(sne.fit_quantile_edit(torch.zeros(10, 2), 2 * torch.ones(10, 2)))
-        >>> edit = sne.Edit(pooled, populations={"B": own})
-        >>> edit.for_population("B") is own, edit.for_population("T").neurons is pooled
-        (True, True)
-        """
-        own = (self.populations or {}).get(str(label))
-        return own if own is not None else Edit(self.neurons, self.residual)
-
+__all__ = ["NeuronEditor", "Edit", "DECODE_FORMS", "INPUT", "RESIDUAL_BINS", "RESIDUAL_MAX_CELLS",
+           "residual_picks"]
 
 #: Rows read at once when training from a backed file: minibatches are shuffled
 #: within such chunks, and the chunks' order is shuffled (one sequential read each).
 BACKED_CHUNK_ROWS = 16384
-
-
-def residual_picks(n_source: int, n_target: int, random_state: int):
-    """The cells (positions) of each side that the residual edit learns from: all, or
-    :data:`RESIDUAL_MAX_CELLS` drawn with ``random_state`` (source first, then target)."""
-    rng = np.random.default_rng(random_state)
-
-    def pick(n):
-        if n <= RESIDUAL_MAX_CELLS:
-            return np.arange(n)
-        return np.sort(rng.choice(n, RESIDUAL_MAX_CELLS, replace=False))
-
-    return pick(n_source), pick(n_target)
-
-
-@dataclass
-class _Side:
-    """One side of an edit as :meth:`NeuronEditor.learn_edit` needs it: the cells (a view
-    and its rows), their activations, group labels, and the residuals decoded for some of
-    them (shared by every subset :meth:`take` makes)."""
-
-    view: object
-    idx: np.ndarray
-    codes: torch.Tensor
-    groups: np.ndarray | None
-    residuals: tuple | None = None  # (positions, residual rows, decoded rows)
-    offsets: np.ndarray | None = None  # this subset's positions in the side it was taken from
-
-    def take(self, keep: np.ndarray) -> _Side:
-        at = np.flatnonzero(keep)
-        return _Side(self.view, self.idx[at], self.codes[torch.as_tensor(at)],
-                     None if self.groups is None else self.groups[at], self.residuals,
-                     at if self.offsets is None else self.offsets[at])
-
-    def residual(self, picks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Residual and decoded rows of the cells at ``picks`` (positions in this side)."""
-        positions, res, dec = self.residuals
-        wanted = picks if self.offsets is None else self.offsets[picks]
-        rows = torch.as_tensor(np.searchsorted(positions, wanted))
-        return res[rows], dec[rows]
 
 
 class NeuronEditor:
@@ -220,23 +106,9 @@ class NeuronEditor:
         edit_layer: int | str | None = "bottleneck",
         standardize: bool = True,
     ):
-        self.adata = data if _ad.is_anndata(data) else None
-        if self.adata is not None:
-            X = _ad.get_matrix(data, layer)
-            self._feature_mask = _ad.resolve_mask_var(data, mask_var)
-            names = np.asarray(data.var_names)
-            self.feature_names = names if self._feature_mask is None else names[self._feature_mask]
-        else:
-            if layer is not None:
-                raise ValueError("layer= only applies to AnnData input.")
-            X = as_matrix(data)
-            self._feature_mask = None if mask_var is None else array_mask(mask_var, X.shape[1])
-            self.feature_names = None
-        self.layer = layer
-        self._X = X
-        self.n_features = X.shape[1] if self._feature_mask is None else int(self._feature_mask.sum())
-        # The data's columns in the model's feature order (load() may reorder them).
-        self._columns = None if self._feature_mask is None else np.flatnonzero(self._feature_mask)
+        # A bound Data is how load() attaches a saved model with its own feature order.
+        self._data = data if isinstance(data, _ad.Data) else _ad.Data(data, layer=layer,
+                                                                        mask_var=mask_var)
         if isinstance(edit_layer, str) and edit_layer not in ("bottleneck", INPUT):
             raise ValueError(f"edit_layer must be 'bottleneck', 'input' or a hidden layer's index, "
                              f"got {edit_layer!r}.")
@@ -261,42 +133,35 @@ class NeuronEditor:
         self.device = torch.device("cpu")
 
     # ------------------------------------------------------------------ data
-    def _view(self, X=None) -> Columns:
-        return Columns(self._X if X is None else X, self._columns)
+    @property
+    def adata(self):
+        """The AnnData the model is bound to (``None`` for array input)."""
+        return self._data.adata
 
-    def _cells(self, cells, *, name: str = "cells") -> tuple[Columns, np.ndarray]:
-        """Matrix view and row indices for a selection, a mask or a data matrix."""
-        if cells is None:
-            return self._view(), np.arange(self._X.shape[0])
-        if isinstance(cells, torch.Tensor):
-            cells = cells.detach().cpu().numpy()
-        if sparse.issparse(cells) or (isinstance(cells, np.ndarray) and cells.ndim == 2):
-            width = cells.shape[1]
-            if width == self.n_features:
-                view = Columns(cells, None)
-            elif self._feature_mask is not None and width == len(self._feature_mask):
-                view = self._view(cells)
-            else:
-                raise ValueError(
-                    f"{name}: a data matrix must have {self.n_features} columns (the model's "
-                    f"features), got {width}."
-                )
-            return view, np.arange(cells.shape[0])
-        if self.adata is None:
-            mask, n = np.asarray(cells), self._X.shape[0]
-            if mask.ndim == 1 and np.issubdtype(mask.dtype, np.integer):
-                if mask.size and (mask.min() < -n or mask.max() >= n):
-                    raise IndexError(f"{name}: integer index out of range for {n} rows.")
-                idx, mask = mask, np.zeros(n, dtype=bool)
-                mask[idx] = True  # as with AnnData: rows in order, each once
-            if mask.dtype != bool or mask.shape != (n,):
-                raise TypeError(
-                    f"{name}: without AnnData, give a boolean mask over the {n} rows, "
-                    "integer row indices or a cells x features matrix."
-                )
-        else:
-            mask = _ad.resolve_selection(self.adata, cells, name=name)
-        return self._view(), np.flatnonzero(mask)
+    @property
+    def layer(self) -> str | None:
+        """The layer modelled (``None``: ``.X``)."""
+        return self._data.layer
+
+    @property
+    def feature_names(self) -> np.ndarray | None:
+        """Var names of the model's features, in its order (``None`` for array input)."""
+        return self._data.feature_names
+
+    @property
+    def feature_mask(self) -> np.ndarray | None:
+        """Boolean mask over the data's features that the model sees (``None``: all)."""
+        return self._data.feature_mask
+
+    @property
+    def columns(self) -> np.ndarray | None:
+        """The data's columns in the model's feature order (``None``: all, in order)."""
+        return self._data.columns
+
+    @property
+    def n_features(self) -> int:
+        """Number of features the autoencoder sees."""
+        return self._data.n_features
 
     # -------------------------------------------------------------- training
     def train(
@@ -364,33 +229,34 @@ class NeuronEditor:
         >>> model.train_params["n_cells"]
         300
         """
-        view, idx = self._cells(cells, name="cells")
-        rows = Rows(view, idx)
-        _ad.check_finite(rows, what="The training matrix")
+        rows = self._data.cells(cells, name="cells")
+        idx = rows.idx
+        check_finite(rows, what="The training matrix")
         self.device = resolve_device(device)
         if self.edit_layer == INPUT:  # the features are the edited layer: nothing to learn
-            self.network, self.history = self._new_network().to(self.device), TrainingHistory()
+            self.network = new_network(self.n_features, self.config).to(self.device)
+            self.history = TrainingHistory()
             self.train_params = {"n_cells": int(len(idx)), "random_state": int(random_state)}
             return self
         if mixed_precision and self.device.type == "cpu":
-            warnings.warn(
+            warn(
                 "mixed_precision=True on the CPU: bfloat16 matrix products are slow on CPUs "
                 "without bfloat16 instructions (17x slower training on Kang on an AVX2 machine). "
-                "Use it on a GPU, or leave it off.", UserWarning, stacklevel=2)
+                "Use it on a GPU, or leave it off.")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(random_state)
-            net = self._new_network()
+            net = new_network(self.n_features, self.config)
         if self.config["standardize"]:
             net.set_standardization(*standardization(rows))
         self.history = train_autoencoder(
             net, rows, max_epochs=max_epochs, batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, validation_fraction=validation_fraction,
             patience=patience, device=self.device, random_state=random_state, progress=progress,
-            chunk_rows=BACKED_CHUNK_ROWS if is_backed(view.X) else None,
+            chunk_rows=BACKED_CHUNK_ROWS if is_backed(rows.view.X) else None,
             mixed_precision=mixed_precision,
         )
         self.network = net
-        self.trained_rows = idx if view.X is self._X else None
+        self.trained_rows = idx if self._data.owns(rows) else None
         self.train_params = {
             "max_epochs": int(max_epochs), "batch_size": int(batch_size), "lr": float(lr),
             "weight_decay": float(weight_decay), "validation_fraction": float(validation_fraction),
@@ -399,26 +265,12 @@ class NeuronEditor:
         }
         return self
 
-    def _new_network(self) -> Autoencoder | InputLayer:
-        if self.edit_layer == INPUT:
-            return InputLayer(self.n_features)
-        return Autoencoder(self.n_features, self.config["hidden"], self.config["n_latent"])
-
     def _require_trained(self) -> Autoencoder | InputLayer:
         if self.network is None:
             raise RuntimeError("The autoencoder is not trained yet; call .train() first.")
         return self.network
 
     # ----------------------------------------------------------- inference
-    @torch.no_grad()
-    def _encode_rows(self, view, idx, batch_size: int = 1024) -> torch.Tensor:
-        net = self._require_trained()
-        out = [net.encode(xb, self.edit_layer)
-               for xb in iter_batches(view, shard(idx), batch_size, self.device)]
-        width = net.layer_width(self.edit_layer)
-        local = torch.cat(out) if out else torch.empty(0, width, device=self.device)
-        return gather_rows(local)  # every rank's cells: exact quantiles in a distributed run
-
     def encode(self, cells=None) -> np.ndarray:
         """Activations of the edited layer, cells x neurons.
 
@@ -444,10 +296,11 @@ class NeuronEditor:
         >>> model.encode(treated).shape
         (150, 8)
         """
-        view, idx = self._cells(cells)
-        return self._encode_rows(view, idx).cpu().numpy()
+        return self._encode(self._data.cells(cells)).cpu().numpy()
 
-    @torch.no_grad()
+    def _encode(self, cells) -> torch.Tensor:
+        return encode_rows(self._require_trained(), self.edit_layer, cells, self.device)
+
     def decode(self, activations) -> np.ndarray:
         """Reconstruct the model's features from edited-layer activations.
 
@@ -475,7 +328,8 @@ class NeuronEditor:
         """
         net = self._require_trained()
         z = torch.as_tensor(np.asarray(activations, dtype=np.float32), device=self.device)
-        return net.decode(z, self.edit_layer).cpu().numpy()
+        with torch.no_grad():
+            return net.decode(z, self.edit_layer).cpu().numpy()
 
     def learn_edit(
         self, source, target, *, n_quantiles: int = 100, groupby=None, populations=None,
@@ -547,118 +401,26 @@ class NeuronEditor:
         >>> sorted(edit.populations)
         ['even', 'odd']
         """
-        s_view, s_idx = self._cells(source, name="source")
-        t_view, t_idx = self._cells(target, name="target")
+        source = self._data.cells(source, name="source")
+        target = self._data.cells(target, name="target")
         s_groups = t_groups = None
         if groupby is not None:
-            if s_view.X is not self._X or t_view.X is not self._X:
+            if not (self._data.owns(source) and self._data.owns(target)):
                 raise ValueError("groupby= needs source and target given as cells of the data, "
                                  "not as matrices.")
-            groups = self._row_labels(groupby, name="groupby")
-            s_groups, t_groups = groups[s_idx], groups[t_idx]
-        own, fallback = {}, {}
+            groups = self._data.row_labels(groupby, name="groupby")
+            s_groups, t_groups = groups[source.idx], groups[target.idx]
         if populations is not None:
-            s_pop, t_pop = self._side_labels(populations, (s_view, s_idx), (t_view, t_idx))
-            own, fallback = population_plan(s_pop, t_pop, source_groups=s_groups,
-                                            target_groups=t_groups, min_cells=min_population_cells)
-        if fallback:
-            warnings.warn(
-                "Too few cells for an edit of their own; these populations take the pooled edit: "
-                + "; ".join(f"{p!r} ({why})" for p, why in fallback.items()) + ".",
-                UserWarning, stacklevel=2)
-        # The pooled edit and every population's share one encoding of each side and one
-        # decoding of each residual they need (the network passes were ~40 % of a synergy
-        # rerun's time within populations when each edit encoded its own cells).
-        source = _Side(s_view, s_idx, self._encode_rows(s_view, s_idx), s_groups)
-        target = _Side(t_view, t_idx, self._encode_rows(t_view, t_idx), t_groups)
-        every = np.ones(len(s_idx), bool), np.ones(len(t_idx), bool)
-        plans = {None: every, **own}
-        residual = residual and self.edit_layer != INPUT  # the input layer has no reconstruction
-        picks = {p: residual_picks(int(k[0].sum()), int(k[1].sum()), random_state) if residual
-                 else None for p, k in plans.items()}
-        if residual:
-            for j, side in enumerate((source, target)):
-                needed = np.unique(np.concatenate(
-                    [np.flatnonzero(keep[j])[picks[p][j]] for p, keep in plans.items()]))
-                side.residuals = (needed, *self._residual_rows(side, needed))
-        fit = dict(n_quantiles=n_quantiles, residual_bins=residual_bins)
-        pooled = self._learn_one(source, target, picks[None], **fit)
-        if populations is None:
-            return pooled
-        edits = {p: self._learn_one(source.take(s_keep), target.take(t_keep), picks[p], **fit)
-                 for p, (s_keep, t_keep) in own.items()}
-        return Edit(pooled.neurons, pooled.residual, populations=edits, fallback=fallback)
+            populations = self._data.side_labels(populations, source, target)
+        return _learning.learn_edit(
+            self._require_trained(), self.edit_layer, source, target, device=self.device,
+            source_groups=s_groups, target_groups=t_groups, populations=populations,
+            n_quantiles=n_quantiles, min_population_cells=min_population_cells,
+            residual=residual, residual_bins=residual_bins, random_state=random_state)
 
-    def _row_labels(self, labels, *, name: str) -> np.ndarray:
-        """Labels over the model's data rows, from an ``.obs`` column name or an array."""
-        if isinstance(labels, str):
-            if self.adata is None:
-                raise ValueError(f"{name}={labels!r} names an .obs column, which needs AnnData "
-                                 "input; give an array of labels instead.")
-            return _ad.resolve_groups(self.adata, labels, name=name)
-        labels = np.asarray(labels)
-        if labels.shape != (self._X.shape[0],):
-            raise ValueError(f"{name} must have one label per row of the data "
-                             f"({self._X.shape[0]}), got shape {labels.shape}.")
-        return labels
-
-    def _side_labels(self, labels, *sides) -> list[np.ndarray]:
-        """Population labels of each side's cells: indexed from labels over the data's
-        rows, or given per side (a tuple with one array per side)."""
-        if isinstance(labels, tuple):
-            if len(labels) != len(sides):
-                raise ValueError(f"populations as a tuple needs one array per side ({len(sides)}).")
-            out = [np.asarray(lab) for lab in labels]
-            for lab, (_, idx) in zip(out, sides):
-                if lab.shape != (len(idx),):
-                    raise ValueError(f"populations: {lab.shape[0] if lab.ndim else 0} labels for "
-                                     f"{len(idx)} cells.")
-            return [lab.astype(str) for lab in out]
-        if any(view.X is not self._X for view, _ in sides):
-            raise ValueError("With cells given as matrices, give populations per side: "
-                             "a tuple (source_labels, target_labels) or the cells' own labels.")
-        labels = self._row_labels(labels, name="populations").astype(str)
-        return [labels[idx] for _, idx in sides]
-
-    def _learn_one(self, source: _Side, target: _Side, picks, *, n_quantiles, residual_bins) -> Edit:
-        """One edit from the given source and target cells (groups weigh equally); ``picks``:
-        each side's cells for the residual edit (positions), or ``None`` for no residual."""
-        s_w, t_w = (None if side.groups is None else _ad.group_weights(side.groups)
-                    for side in (source, target))
-
-        def weight(w, rows=slice(None)):
-            return None if w is None else torch.as_tensor(w[rows], dtype=torch.float32)
-
-        neurons = fit_quantile_edit(source.codes, target.codes, n_quantiles=n_quantiles,
-                                    source_weights=weight(s_w), target_weights=weight(t_w))
-        if picks is None:
-            return Edit(neurons)
-        s_pick, t_pick = picks
-        return Edit(neurons, fit_level_residual_edit(
-            *source.residual(s_pick), *target.residual(t_pick), n_bins=residual_bins,
-            n_quantiles=n_quantiles, source_weights=weight(s_w, s_pick),
-            target_weights=weight(t_w, t_pick),
-        ))
-
-    @torch.no_grad()
-    def _residual_rows(self, side: _Side, positions: np.ndarray, batch_size: int = 1024):
-        """Residuals ``x - decode(z)`` and decoded values ``decode(z)`` of the side's cells
-        at ``positions``, decoded from their activations (no second encoding)."""
-        net = self._require_trained()
-        mine = shard(positions)  # ranks share the work; every rank gets every row back
-        res, dec = [], []
-        for start, xb in zip(range(0, len(mine), batch_size),
-                             iter_batches(side.view, side.idx[mine], batch_size, self.device)):
-            codes = side.codes[mine[start:start + batch_size]].to(self.device)
-            dec.append(net.decode(codes, self.edit_layer))
-            res.append(xb - dec[-1])
-        empty = torch.empty(0, net.n_input, device=self.device)
-        return tuple(gather_rows(torch.cat(t) if t else empty).cpu() for t in (res, dec))
-
-    @torch.no_grad()
     def apply_edit(
         self, cells, edit: Edit, *, populations=None, decode: str = "edited_residual",
-        batch_size: int = 1024, out=None,
+        batch_size: int = BATCH_SIZE, out=None,
     ):
         """Edit the cells' activations and decode them.
 
@@ -725,82 +487,23 @@ class NeuronEditor:
         >>> round(float(X_pred[:, :5].mean()), 1), round(float(X_pred[:, 5:].mean()), 1)
         (2.0, 0.0)
         """
-        if decode not in DECODE_FORMS:
-            raise ValueError(f"decode must be one of {DECODE_FORMS}, got {decode!r}.")
-        if self.edit_layer == INPUT:
-            decode = "plain"  # the edited features are the prediction: nothing to decode
-        if decode == "edited_residual" and edit.residual is None:
-            raise ValueError("This edit has no residual part; learn it with residual=True or "
-                             "use decode='residual'.")
         net = self._require_trained()
-        if edit.neurons.n_neurons != net.layer_width(self.edit_layer):
-            raise ValueError(
-                f"The edit has {edit.neurons.n_neurons} neurons but layer {self.edit_layer} has "
-                f"{net.layer_width(self.edit_layer)}; was it learned on another model?"
-            )
-        view, idx = self._cells(cells)
-        shape = (len(idx), view.X.shape[1])
+        decode = _applying.check_edit(net, self.edit_layer, edit, decode)
+        cells = self._data.cells(cells)
+        shape = (len(cells.idx), cells.view.X.shape[1])
         if out is not None and tuple(getattr(out, "shape", ())) != shape:
             raise ValueError(f"out must have shape {shape} (cells x features), got "
                              f"{getattr(out, 'shape', None)}.")
-        codes, edits = self._routes(edit, populations, view, idx)
+        codes, edits = _applying.routes(edit, self._labels(populations, cells))
         # Filled block by block: the output is the only full-size array made, and
         # with ``out`` not even that.
         result = np.empty(shape, dtype=np.float32) if out is None else out
-        # The CPU kernels (numba) can reset the OpenMP thread count that torch reads.
-        with restored_threads():
-            self._predict_blocks(view, idx, codes, edits, decode, result, batch_size)
+        _applying.predict(net, self.edit_layer, cells, codes, edits, decode, result,
+                          batch_size=batch_size)
         return result
 
-    def _predict_blocks(self, view, idx, codes, edits, decode, result, batch_size) -> None:
-        """Rows ``idx`` of ``view`` into ``result``, block by block; ``codes`` picks each
-        cell's entry of ``edits`` (``None``: the only one)."""
-        net = self._require_trained()
-        predictors = [block_predictor(net, self.edit_layer, e.neurons, e.residual, decode, view.cols)
-                      for e in edits]
-        direct = isinstance(result, np.ndarray) and result.dtype == np.float32
-        block = None if direct else np.empty((min(batch_size, len(idx)), result.shape[1]), np.float32)
-        for start in range(0, len(idx), batch_size):
-            rows = idx[start : start + batch_size]
-            full = result[start : start + len(rows)] if direct else block[: len(rows)]
-            if codes is None:
-                predictors[0](in_memory(view.X[contiguous(rows)]), full)
-            else:  # each population's cells through its own edit
-                here = codes[start : start + len(rows)]
-                for code in np.unique(here):
-                    part = np.flatnonzero(here == code)
-                    values = np.empty((len(part), result.shape[1]), dtype=np.float32)
-                    predictors[code](in_memory(view.X[contiguous(rows[part])]), values)
-                    full[part] = values
-            if not direct:
-                result[start : start + len(rows)] = full
-
-    def _routes(self, edit: Edit, populations, view, idx, *,
-                warn: bool = True) -> tuple[np.ndarray | None, list[Edit]]:
-        """Per cell, the position of its edit in the returned list."""
-        if edit.populations is None:
-            if populations is not None:
-                raise ValueError("This edit was learned without populations; learn it with "
-                                 "populations= to edit within populations.")
-            return None, [edit]
-        if populations is None:
-            raise ValueError("This edit was learned within populations: pass populations= with "
-                             "the population of each cell to edit.")
-        if isinstance(populations, str) or view.X is self._X:
-            labels = self._row_labels(populations, name="populations")[idx]
-        else:
-            (labels,) = self._side_labels((populations,), (view, idx))
-        labels = np.asarray(labels).astype(str)
-        names, codes = np.unique(labels, return_inverse=True)
-        names = [str(p) for p in names]
-        unseen = [p for p in names if p not in edit.populations and p not in (edit.fallback or {})]
-        if unseen and warn:
-            counts = {p: int((labels == p).sum()) for p in unseen}
-            warnings.warn(
-                "No source or target cells in population(s) "
-                + ", ".join(f"{p!r} ({n} cells)" for p, n in counts.items())
-                + "; they take the pooled edit.", UserWarning, stacklevel=4)  # past torch.no_grad
-        return codes, [edit.for_population(p) for p in names]
+    def _labels(self, populations, cells) -> np.ndarray | None:
+        return None if populations is None else self._data.cell_labels(populations, cells)
 
     def edit_statistics(self, cells, edit: Edit, *, populations=None) -> dict[str, np.ndarray]:
         """Knots, per-neuron shift summary and the share of ``cells`` outside the source range.
@@ -837,22 +540,9 @@ class NeuronEditor:
         >>> stats["outside_fraction"].shape
         (8,)
         """
-        view, idx = self._cells(cells)
-        neurons = edit.neurons
-        stats = {k: v.cpu().numpy() for k, v in neurons.summary().items()}
-        stats["source_knots"] = neurons.source_knots.cpu().numpy()
-        stats["target_knots"] = neurons.target_knots.cpu().numpy()
-        z = self._encode_rows(view, idx).to(neurons.source_knots.device)
-        codes, edits = self._routes(edit, populations, view, idx, warn=False)
-        if codes is None:
-            codes = np.zeros(len(idx), dtype=int)
-        outside = np.zeros(neurons.n_neurons)
-        for code, own in enumerate(edits):
-            part = torch.as_tensor(np.flatnonzero(codes == code))
-            if len(part):
-                outside += len(part) * own.neurons.outside_fraction(z[part]).cpu().numpy()
-        stats["outside_fraction"] = outside / max(1, len(idx))
-        return stats
+        cells = self._data.cells(cells)
+        codes, edits = _applying.routes(edit, self._labels(populations, cells), warn_unseen=False)
+        return _applying.statistics(edit, self._encode(cells), codes, edits)
 
     # ------------------------------------------------------------ save/load
     def save(self, path: str | Path, *, overwrite: bool = False) -> None:

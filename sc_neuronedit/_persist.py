@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import _anndata as _ad
-from .nn import TrainingHistory
+from .nn import TrainingHistory, new_network
 
 CONFIG = "config.json"
 WEIGHTS = "weights.pt"
@@ -36,7 +36,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 def save(model, path: str | Path, *, overwrite: bool = False) -> None:
     """Write ``model`` to the folder ``path`` (see :meth:`NeuronEditor.save`)."""
-    net = model._require_trained()
+    net = model.network
+    if net is None:
+        raise RuntimeError("The autoencoder is not trained yet; call .train() first.")
     path = Path(path)
     old = sorted(p.name for p in path.iterdir()) if path.is_dir() else None
     if path.exists() and old is None:
@@ -91,6 +93,7 @@ def load(cls, path: str | Path, data, *, layer: str | None = None, device="auto"
         )
     names = config["feature_names"]
     mask_var = columns = None
+    bound = data
     if _ad.is_anndata(data):
         if names is None:
             raise ValueError("This model was trained on an array; load it with an array.")
@@ -107,18 +110,16 @@ def load(cls, path: str | Path, data, *, layer: str | None = None, device="auto"
         mask_var[columns] = True
         if mask_var.all() and (columns == np.arange(data.n_vars)).all():
             mask_var = columns = None
-    model = cls(
-        data, layer=layer if layer is not None else (config["layer"] if _ad.is_anndata(data) else None),
-        mask_var=mask_var, hidden=config["hidden"], n_latent=config["n_latent"],
-        edit_layer=config["edit_layer"], standardize=config.get("standardize", False),
-    )
-    if columns is not None:  # the data's columns in the model's feature order
-        model._columns, model.feature_names = columns, np.asarray(names, dtype=object)
+        # The data's columns in the model's feature order, whatever the data's order.
+        bound = _ad.Data(data, layer=config["layer"] if layer is None else layer,
+                         mask_var=mask_var, order=None if columns is None else names)
+    model = cls(bound, layer=layer, hidden=config["hidden"], n_latent=config["n_latent"],
+                edit_layer=config["edit_layer"], standardize=config.get("standardize", False))
     if model.n_features != config["n_features"]:
         raise ValueError(
             f"The model expects {config['n_features']} features, the data has {model.n_features}."
         )
-    net = model._new_network()
+    net = new_network(model.n_features, model.config)
     try:
         state = torch.load(path / WEIGHTS, map_location="cpu", weights_only=True)
         net.load_state_dict(state)

@@ -290,7 +290,7 @@ def scored_records(group, scored: dict, real: np.ndarray, populations, apply_row
 
 def model_columns(model) -> np.ndarray:
     """Columns of a full-width prediction that the model edits."""
-    cols = model._columns
+    cols = model.columns
     return np.arange(model.n_features) if cols is None else cols
 
 

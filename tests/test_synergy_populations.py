@@ -4,8 +4,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 from conftest import assert_unchanged, snapshot
+from scipy import stats
 
 import sc_neuronedit as sne
 from sc_neuronedit._synergy import (

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .._matrix import take_rows
+from .._matrix import dense, read_rows, take_rows
 from ._autoencoder import Autoencoder
 from ._distributed import all_reduce_sum, data_parallel, shard, world
 
@@ -69,14 +69,7 @@ def rows_to_tensor(X, idx: np.ndarray, device: torch.device) -> torch.Tensor:
     Only the requested rows are densified, so a sparse matrix is never
     expanded whole.
     """
-    if len(idx) > 1 and np.any(np.diff(idx) < 0):
-        # h5py (backed) needs increasing indices; restore the order afterwards.
-        order = np.argsort(idx, kind="stable")
-        block = take_rows(X, idx[order])
-        block = block[np.argsort(order, kind="stable")]
-    else:
-        block = take_rows(X, idx)
-    return torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(device)
+    return torch.from_numpy(np.ascontiguousarray(dense(read_rows(X, idx)), dtype=np.float32)).to(device)
 
 
 def epoch_batches(idx: np.ndarray, batch_size: int, rng: np.random.Generator, chunk_rows: int | None):

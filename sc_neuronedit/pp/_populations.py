@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _anndata as _ad
-from .._matrix import take_rows
+from .._matrix import check_finite, take_rows
 
 #: Rows assigned to their nearest centroid at once (bounded memory on large or backed data).
 ASSIGN_CHUNK = 65_536
@@ -87,7 +87,7 @@ def populations(adata, markers, n_clusters: int, *, fit_on=None, layer: str | No
     if len(fit_idx) < n_clusters:
         raise ValueError(f"fit_on selects {len(fit_idx)} cells, fewer than n_clusters={n_clusters}.")
     values = take_rows(X, fit_idx)[:, features].astype(np.float64)
-    _ad.check_finite(values, what="The marker values", var_names=adata.var_names[features])
+    check_finite(values, what="The marker values", var_names=adata.var_names[features])
     start = logg.info(f"k-means populations: {n_clusters} clusters of {len(fit_idx)} cells "
                       f"on {int(features.sum())} markers")
     km = KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state).fit(values)
@@ -98,7 +98,7 @@ def populations(adata, markers, n_clusters: int, *, fit_on=None, layer: str | No
     labels = np.empty(adata.n_obs, dtype=int)
     for s in range(0, adata.n_obs, ASSIGN_CHUNK):
         block = take_rows(X, np.arange(s, min(s + ASSIGN_CHUNK, adata.n_obs)))[:, features]
-        _ad.check_finite(block, what="The marker values", var_names=adata.var_names[features])
+        check_finite(block, what="The marker values", var_names=adata.var_names[features])
         labels[s : s + len(block)] = rank[km.predict(block.astype(np.float64))]
     names = [str(i) for i in range(n_clusters)]
     centroids = pd.DataFrame(km.cluster_centers_[order], index=names,

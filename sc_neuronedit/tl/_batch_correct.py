@@ -1,17 +1,17 @@
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 
 from .. import _anndata as _ad
 from .._edit import fit_quantile_edit
+from .._learning import RESIDUAL_BINS, group_weights, subsample
 from .._matrix import take_rows
-from .._model import RESIDUAL_BINS, RESIDUAL_MAX_CELLS
+from .._warn import warn
 from ._checks import check_input
-from ._editing import population_record, resolve_populations, trained_model
-from ._nonnegative import check_policy, enforce_nonnegative, nonnegative_columns
+from ._editing import resolve_populations
+from ._nonnegative import check_policy
+from ._pipeline import Pipeline, population_record, trained_model
 from ._results import warn_outside, write_result
 from ._self_check import batch_check, chosen_options, resolve_edit_layer
 
@@ -182,7 +182,7 @@ def batch_correct(
     """
     from scanpy import logging as logg
 
-    check_input(adata, layer=layer, key_added=key_added, writes="all" if inplace else None)
+    X_in = check_input(adata, layer=layer, key_added=key_added, writes="all" if inplace else None)
     nonnegative = _from_keep_zeros(keep_zeros, nonnegative)
     if pooled_goal not in POOLED_GOALS:
         raise ValueError(f"pooled_goal must be one of {POOLED_GOALS}, got {pooled_goal!r}.")
@@ -212,14 +212,18 @@ def batch_correct(
                           max_epochs=max_epochs, model_kwargs=model_kwargs,
                           train_kwargs=train_kwargs, device=device, random_state=random_state,
                           progress=progress)
-    X_in = _ad.get_matrix(adata, layer)
-    features = _ad.resolve_mask_var(adata, mask_var)
+    features = model.feature_mask
     features = np.ones(adata.n_vars, bool) if features is None else features
-    columns = nonnegative_columns(X_in, nonnegative)
+
+    def pipeline(model):
+        return Pipeline(model, X_in, layer=layer, decode=decode, n_quantiles=n_quantiles,
+                        residual_bins=residual_bins, nonnegative=nonnegative,
+                        random_state=random_state)
 
     def finish(out, rows):  # what every corrected block goes through, in the self-check too
-        enforce_nonnegative(out, X_in, rows, columns, nonnegative)
+        run.finish(out, rows)
 
+    run = pipeline(model)
     checked = None
     if self_check:
         checked = batch_check(adata, reference=reference, batches=batches, goal_batch=reference_batch,
@@ -229,40 +233,45 @@ def batch_correct(
                               pooled_goal=pooled_goal)
         if edit_layer == "auto":
             edit_layer, populations = chosen_options(checked[1], populations)
-            model = checked[2] if edit_layer == "input" else model
+            if edit_layer == "input":
+                model = checked[2]
+                run = pipeline(model)
 
     goals = _goals(reference, batches, levels, reference_batch, pooled_goal)
     goal_values = [(take_rows(X_in, idx)[:, features], None if groups is None else
-                    _ad.group_weights(batches[idx]))
+                    group_weights(batches[idx]))
                    for idx, groups in ((_subsample(np.flatnonzero(g), random_state), groups)
                                        for g, groups in goals)]
+    labels = None if populations is None else populations.astype(str)
     rows, values, per_batch = [], [], {}
     for b in levels:
         if b == reference_batch:
             continue
         cells = batches == b
+        here, source = np.flatnonzero(cells), np.flatnonzero(reference & cells)
         outs, stats, records = [], [], []
         if calibrate:  # the batch's own reference cells, whatever the goal
             ref_rows = _subsample(np.flatnonzero(reference[cells]), random_state)
         for (goal, goal_groups), (goal_x, goal_w) in zip(goals, goal_values):
-            edit = model.learn_edit(reference & cells, goal, n_quantiles=n_quantiles,
-                                    groupby=goal_groups, populations=populations,
-                                    residual=decode == "edited_residual",
-                                    residual_bins=residual_bins, random_state=random_state)
-            out = model.apply_edit(cells, edit, populations=populations, decode=decode)
+            target = np.flatnonzero(goal)
+            edit = run.learn(source, target, groups=None if goal_groups is None else (
+                goal_groups[source], goal_groups[target]), populations=None if labels is None
+                else (labels[source], labels[target]))
+            out, stat = run.apply(here, edit, None if labels is None else labels[here],
+                                  statistics=True, policy=False)
             if calibrate:
                 out[:, features] = _calibrate(out[:, features], out[ref_rows][:, features],
                                               goal_x, goal_w, n_quantiles)
             outs.append(out)
-            stats.append(model.edit_statistics(cells, edit, populations=populations))
+            stats.append(stat)
             if populations is not None:
                 records.append(population_record(edit, populations, cells))
         # One goal: its correction. Every batch's reference in turn: the mean of the
         # corrections, which per feature is the monotone map onto the average of the goals'
         # quantiles (see ``pooled_goal``).
         out = outs[0] if len(outs) == 1 else np.mean(outs, axis=0, dtype=np.float64).astype(np.float32)
-        finish(out, np.flatnonzero(cells))
-        rows.append(np.flatnonzero(cells))
+        finish(out, here)
+        rows.append(here)
         values.append(out)
         per_batch[str(b)] = {
             "n_cells": int(cells.sum()), "n_reference": counts[b],
@@ -271,19 +280,13 @@ def batch_correct(
         }
         if populations is not None:
             per_batch[str(b)]["populations"] = _merged_records(records)
-        warn_outside(per_batch[str(b)]["outside_fraction"], f"batch {b!r}", depth=1)
+        warn_outside(per_batch[str(b)]["outside_fraction"], f"batch {b!r}")
     rows = np.concatenate(rows)
     order = np.argsort(rows, kind="stable")
     uns = {
-        "params": {"batch_key": batch_key, "reference_key": reference_key,
-                   "reference_value": str(reference_value), "reference_batch": reference_batch,
-                   "population_key": population_key,
-                   "layer": layer, "decode": decode, "calibrate": calibrate,
-                   "pooled_goal": pooled_goal,
-                   "nonnegative": nonnegative, "n_quantiles": n_quantiles,
-                   "residual_bins": residual_bins, "n_features": model.n_features, **model.config,
-                   "edit_layer": model.edit_layer, "train": model.train_params},
-        "history": model.history.to_dict(),
+        **run.record(batch_key=batch_key, reference_key=reference_key,
+                     reference_value=str(reference_value), reference_batch=reference_batch,
+                     population_key=population_key, calibrate=calibrate, pooled_goal=pooled_goal),
         "batches": per_batch,
     }
     if checked is not None:
@@ -313,11 +316,9 @@ def _merged_records(records: list[dict]) -> dict:
 
 
 def _subsample(idx: np.ndarray, random_state: int) -> np.ndarray:
-    """At most :data:`RESIDUAL_MAX_CELLS` of ``idx``: quantiles need no more."""
-    if len(idx) <= RESIDUAL_MAX_CELLS:
-        return idx
-    rng = np.random.default_rng(random_state)
-    return np.sort(rng.choice(idx, RESIDUAL_MAX_CELLS, replace=False))
+    """At most :data:`~sc_neuronedit._learning.RESIDUAL_MAX_CELLS` of the sorted ``idx``,
+    from a fresh stream each call."""
+    return idx[subsample(len(idx), np.random.default_rng(random_state))]
 
 
 def _calibrate(values, source, goal, goal_weights, n_quantiles) -> np.ndarray:
@@ -338,6 +339,5 @@ def _from_keep_zeros(keep_zeros, nonnegative: str) -> str:
     if nonnegative not in ("keep_zeros", implied):
         raise ValueError(f"keep_zeros={keep_zeros!r} contradicts nonnegative={nonnegative!r}; "
                          "pass nonnegative= only.")
-    warnings.warn(f"keep_zeros= is deprecated; pass nonnegative={implied!r} instead.",
-                  FutureWarning, stacklevel=3)
+    warn(f"keep_zeros= is deprecated; pass nonnegative={implied!r} instead.", FutureWarning)
     return implied

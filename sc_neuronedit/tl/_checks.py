@@ -6,13 +6,12 @@ They raise (or warn) with what was wrong and how to fix it, and never modify
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from scipy import sparse
 
 from .. import _anndata as _ad
-from .._matrix import in_memory
+from .._matrix import check_finite, in_memory
+from .._warn import warn
 
 #: Fewest source or target cells an edit is learned from (quantiles of fewer are mostly ties).
 MIN_EDIT_CELLS = 10
@@ -22,8 +21,7 @@ COUNTS_SAMPLE_ROWS = 2000
 COUNTS_MIN_MAX = 20
 
 
-def check_input(adata, *, layer: str | None, key_added: str, writes: str | None = "all",
-                stacklevel: int = 3):
+def check_input(adata, *, layer: str | None, key_added: str, writes: str | None = "all"):
     """Run the checks at the edge of a ``tl`` function; return the input matrix.
 
     - ``key_added`` is a non-empty string, not the input layer (inputs are never
@@ -35,8 +33,7 @@ def check_input(adata, *, layer: str | None, key_added: str, writes: str | None 
     - no NaN or inf (how many, in which cells and features);
     - integer data that look like raw counts give a warning with the fix.
 
-    ``stacklevel`` points warnings at the user's call: 3 when a ``tl`` function
-    calls this directly.
+    Warnings point at the user's call.
     """
     if not isinstance(key_added, str) or not key_added:
         raise ValueError(f"key_added must be a non-empty string, got {key_added!r}.")
@@ -55,32 +52,31 @@ def check_input(adata, *, layer: str | None, key_added: str, writes: str | None 
             raise ValueError(f"adata.{axis}_names has {len(dup)} duplicated name(s) "
                              f"({', '.join(map(str, dup[:5]))}{', …' if len(dup) > 5 else ''}); "
                              f"results are matched by name. Run adata.{fix}() first.")
-    _ad.check_finite(X, what="adata.X" if layer is None else f"adata.layers[{layer!r}]",
-                     var_names=adata.var_names, obs_names=adata.obs_names)
-    _warn_if_counts(X, "adata.X" if layer is None else f"adata.layers[{layer!r}]", stacklevel + 1)
+    check_finite(X, what="adata.X" if layer is None else f"adata.layers[{layer!r}]",
+                 var_names=adata.var_names, obs_names=adata.obs_names)
+    _warn_if_counts(X, "adata.X" if layer is None else f"adata.layers[{layer!r}]")
     existing = [f"layers[{key_added!r}]"] if writes == "all" and key_added in adata.layers else []
     existing += [f"uns[{key_added!r}]"] if writes and key_added in adata.uns else []
     if existing:
-        warnings.warn(f"adata.{' and adata.'.join(existing)} already exist(s) and will be replaced; "
-                      "pass another key_added to keep the earlier result.", UserWarning,
-                      stacklevel=stacklevel)
+        warn(f"adata.{' and adata.'.join(existing)} already exist(s) and will be replaced; "
+             "pass another key_added to keep the earlier result.")
     return X
 
 
-def _warn_if_counts(X, what: str, stacklevel: int) -> None:
+def _warn_if_counts(X, what: str) -> None:
     """Warn when the first rows hold only non-negative integers reaching ``COUNTS_MIN_MAX``."""
     block = in_memory(X[:COUNTS_SAMPLE_ROWS])
     values = block.data if sparse.issparse(block) else np.asarray(block)
     if values.size == 0 or values.min() < 0 or values.max() < COUNTS_MIN_MAX:
         return
     if np.issubdtype(values.dtype, np.integer) or np.array_equal(values, np.round(values)):
-        warnings.warn(
+        warn(
             f"{what} holds only non-negative whole numbers (up to {values.max():g}): this looks like "
             "raw counts. Neuron editing expects log-normalised values: keep the counts and "
             "normalise with adata.layers['counts'] = adata.X.copy(); sc.pp.normalize_total(adata); "
             "sc.pp.log1p(adata). For cytometry, transform with sne.pp.arcsinh(adata, 5) and pass "
             "layer='arcsinh'. Without cell types for groupby=, cluster and annotate first "
-            "(tutorials/05_from_counts_without_labels.ipynb).", UserWarning, stacklevel=stacklevel)
+            "(tutorials/05_from_counts_without_labels.ipynb).")
 
 
 def check_min_cells(counts: dict, minimum: int, *, what: str, fix: str) -> None:

@@ -5,7 +5,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import _anndata as _ad
-from .._model import RESIDUAL_BINS, NeuronEditor
+from .._learning import RESIDUAL_BINS
+from .._model import NeuronEditor
 from ._checks import check_input
 from ._editing import edit_cells, resolve_populations
 from ._results import write_result
@@ -166,7 +167,7 @@ def neuron_edit(
     69
     >>> predicted = adata[adata.obs["ifn_cd8_edited"]].layers["ifn_cd8"]
     """
-    check_input(adata, layer=layer, key_added=key_added, writes="all" if inplace else None)
+    X = check_input(adata, layer=layer, key_added=key_added, writes="all" if inplace else None)
     masks = {
         name: _ad.resolve_selection(adata, sel, name=name)
         for name, sel in (("source", source), ("target", target), ("apply_to", apply_to))
@@ -187,7 +188,7 @@ def neuron_edit(
         source=masks["source"], target=masks["target"], groups=groups,
         train_mask=default_train if train_mask is None else train_mask, **settings)
     rows, values, uns, start = edit_cells(
-        adata, masks["source"], masks["target"], masks["apply_to"], train_mask=train_mask,
+        adata, X, masks["source"], masks["target"], masks["apply_to"], train_mask=train_mask,
         groups=groups, populations=populations, edit_layer=edit_layer, model=model, **settings,
     )
     if checked is not None:
@@ -197,6 +198,6 @@ def neuron_edit(
         groupby=groupby, population_key=population_key,
     )
     return write_result(
-        adata, key_added=key_added, X_in=_ad.get_matrix(adata, layer), rows=rows, values=values,
+        adata, key_added=key_added, X_in=X, rows=rows, values=values,
         uns=uns, inplace=inplace, start=start,
     )

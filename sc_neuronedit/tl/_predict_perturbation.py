@@ -3,7 +3,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _anndata as _ad
-from .._model import RESIDUAL_BINS, NeuronEditor
+from .._learning import RESIDUAL_BINS
+from .._model import NeuronEditor
+from .._warn import warn
 from ._checks import check_input
 from ._editing import edit_cells, resolve_populations
 from ._results import write_result
@@ -135,7 +137,7 @@ def predict_perturbation(
     238
     >>> predicted = adata[adata.obs["predicted_perturbation_edited"]].layers["predicted_perturbation"]
     """
-    check_input(adata, layer=layer, key_added=key_added, writes="all" if inplace else None)
+    X = check_input(adata, layer=layer, key_added=key_added, writes="all" if inplace else None)
     # Columns first, so that a wrong column is named by its own argument, not by a value's.
     _ad.resolve_groups(adata, condition_key, name="condition_key")
     groups = _ad.resolve_groups(adata, groupby)
@@ -170,7 +172,7 @@ def predict_perturbation(
         source=learn & control_mask, target=learn & perturbed_mask, groups=groups,
         train_mask=train_mask, **settings)
     rows, values, uns, start = edit_cells(
-        adata, learn & control_mask, learn & perturbed_mask, apply_mask, train_mask=train_mask,
+        adata, X, learn & control_mask, learn & perturbed_mask, apply_mask, train_mask=train_mask,
         groups=groups if balance else None, populations=populations, edit_layer=edit_layer,
         model=model, **settings,
     )
@@ -182,21 +184,18 @@ def predict_perturbation(
     )
     uns["training_groups"] = list(both.astype(str))
     return write_result(
-        adata, key_added=key_added, X_in=_ad.get_matrix(adata, layer), rows=rows, values=values,
+        adata, key_added=key_added, X_in=X, rows=rows, values=values,
         uns=uns, inplace=inplace, obs_update={condition_key: f"{perturbed} (predicted)"}, start=start,
     )
 
 
 def _warn_if_seen(model, adata, target, predict_for, perturbed) -> None:
     """Warn when ``model`` was trained on cells of the held-out group's target condition."""
-    import warnings
-
     if model.trained_rows is None or model.adata is not adata:
         return
     seen = int(target[model.trained_rows].sum())
     if seen:
-        warnings.warn(
+        warn(
             f"model was trained on {seen} {perturbed!r} cells of predict_for={predict_for!r}, the "
             "cells being predicted: the prediction is not out of sample. Train the model without "
-            "them, e.g. model.train(cells=~held_out) with held_out marking those cells.",
-            UserWarning, stacklevel=3)
+            "them, e.g. model.train(cells=~held_out) with held_out marking those cells.")

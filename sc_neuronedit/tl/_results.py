@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import sys
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
 from scipy import sparse
+
+from .._warn import warn
 
 #: Above this share of edited activations outside the source range, warn.
 OUTSIDE_WARN = 0.1
@@ -28,30 +27,13 @@ def to_uns(value):
     return value
 
 
-def caller_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning raised by the caller of this function at the
-    first frame outside this package (the user's line), however deep the call."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-def warn_outside(fraction: float, where: str, *, depth: int) -> None:
-    """Warn when a large share of edited activations lies outside the source range.
-
-    ``depth``: calls between the user's code and this function (1 when a ``tl``
-    function calls it directly), so that the warning points at the user's call.
-    """
+def warn_outside(fraction: float, where: str) -> None:
+    """Warn, at the user's line, when a large share of edited activations lies outside the
+    source range."""
     if fraction > OUTSIDE_WARN:
-        warnings.warn(
-            f"{fraction:.0%} of the edited activations of {where} lie outside the range of "
-            "the source cells, where the edit extrapolates with a constant shift. The "
-            "population may be too unlike the source for a reliable prediction.",
-            UserWarning,
-            stacklevel=depth + 2,
-        )
+        warn(f"{fraction:.0%} of the edited activations of {where} lie outside the range of "
+             "the source cells, where the edit extrapolates with a constant shift. The "
+             "population may be too unlike the source for a reliable prediction.")
 
 
 def merged_layer(X, rows: np.ndarray, values: np.ndarray):

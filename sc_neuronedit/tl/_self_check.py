@@ -7,17 +7,15 @@ models; here selections are resolved, models are built the way the calling
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from .. import _anndata as _ad
 from .. import _self_check as check
-from .._self_check import default_candidate, unvouched_message, unvouched_populations
 from .._matrix import take_rows
-from ._editing import trained_model
-from ._results import caller_stacklevel
+from .._self_check import default_candidate, unvouched_message, unvouched_populations
+from .._warn import warn
 from ._nonnegative import enforce_nonnegative, nonnegative_columns
+from ._pipeline import trained_model
 
 #: Training settings of a given model that the self-check's extra autoencoders copy.
 _TRAIN_KEYS = ("max_epochs", "batch_size", "lr", "weight_decay", "validation_fraction", "patience",
@@ -62,7 +60,7 @@ def warn_unvouched(summary: dict, what: str = "prediction") -> None:
 
     message = unvouched_message(summary, what)
     if message is not None:
-        warnings.warn(message, UserWarning, stacklevel=caller_stacklevel())
+        warn(message)
     elif weak := unvouched_populations(summary):
         logg.warning(f"self-check: the skill interval reaches 0 in population(s) {', '.join(weak)} "
                      "(no better than no change there, or nothing to predict)")
@@ -102,7 +100,7 @@ def _run(adata, what, inner, arguments, *, default, switch, layer, mask_var, mod
         train_kwargs = {k: v for k, v in model.train_params.items() if k in _TRAIN_KEYS}
         if train_kwargs.get("patience", 0) < 0:  # recorded as -1 for "no early stopping"
             train_kwargs["patience"] = None
-        max_epochs, mask_var, layer = None, model._feature_mask, model.layer
+        max_epochs, mask_var, layer = None, model.feature_mask, model.layer
 
     columns = nonnegative_columns(X, nonnegative)
 
@@ -157,12 +155,11 @@ def batch_check(adata, *, reference, batches, goal_batch, populations, model, la
               f"{summary['expected_spread_gap']:.3f} (uncorrected {summary['no_change_spread_gap']:.3f})",
               time=start)
     if summary["spread_guard"] == "none keeps":
-        warnings.warn(
+        warn(
             "batch_correct self-check: every candidate widened the gap between the batches' "
             f"spreads on held-out reference cells (uncorrected {summary['no_change_spread_gap']:.3f}, "
             f"{summary['chosen']} {summary['expected_spread_gap']:.3f}); the correction may make "
-            "spreads less comparable between batches.", UserWarning,
-            stacklevel=caller_stacklevel())
+            "spreads less comparable between batches.")
     return table, summary, input_model
 
 

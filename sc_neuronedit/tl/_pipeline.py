@@ -1,0 +1,132 @@
+"""One pipeline for every ``tl`` function: train or reuse -> learn -> apply -> the
+non-negative policy -> statistics -> the ``.uns`` record.
+
+AnnData is read at the ``tl`` edge: here cells are row indices into the matrix
+the model reads, labels are arrays, and the engines do the work. The cells an
+edit is applied to are read once, for the prediction and its statistics alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _anndata as _ad
+from .. import _applying, _learning
+from .._matrix import Columns, Rows
+from .._model import NeuronEditor
+from ._nonnegative import enforce_nonnegative, nonnegative_columns
+
+
+def trained_model(adata, *, cells, layer, mask_var, edit_layer, max_epochs, model_kwargs,
+                  train_kwargs, device, random_state, progress) -> NeuronEditor:
+    """A :class:`NeuronEditor` on ``adata`` trained on ``cells`` (``None``: all)."""
+    if "edit_layer" in (model_kwargs or {}):
+        raise ValueError("Pass edit_layer= to the tl function itself, not in model_kwargs.")
+    model = NeuronEditor(adata, layer=layer, mask_var=mask_var, edit_layer=edit_layer,
+                         **(model_kwargs or {}))
+    kwargs = dict(train_kwargs or {})
+    if max_epochs is not None:
+        kwargs["max_epochs"] = max_epochs
+    return model.train(cells=cells, device=device, random_state=random_state, progress=progress,
+                       **kwargs)
+
+
+def usable_model(model, adata, edit_layer):
+    """Check a ``model=`` passed to a ``tl`` function against its data and ``edit_layer``."""
+    if model.adata is not adata:
+        raise ValueError("model was built on another AnnData; load it onto this one with "
+                         "NeuronEditor.load(path, adata).")
+    bottleneck = len(model.config["hidden"])
+    wanted = edit_layer if edit_layer == "input" else (
+        bottleneck if edit_layer in ("bottleneck", None) else edit_layer)
+    if wanted != model.edit_layer:
+        raise ValueError(f"edit_layer={edit_layer!r} but the model edits layer "
+                         f"{model.edit_layer!r}; pass edit_layer={model.edit_layer!r} with this "
+                         "model, or leave model= out to build one.")
+    return model
+
+
+class Pipeline:
+    """A trained model's edits for one ``tl`` call.
+
+    Parameters
+    ----------
+    model
+        The trained :class:`NeuronEditor` (bound to the call's AnnData).
+    X, layer
+        The call's input matrix (``.X`` or ``layer``): outputs keep its values where
+        the policy says so.
+    decode, n_quantiles, residual_bins, nonnegative, random_state
+        The ``tl`` function's options.
+    """
+
+    def __init__(self, model: NeuronEditor, X, *, layer: str | None, decode: str,
+                 n_quantiles: int, residual_bins: int, nonnegative: str, random_state: int):
+        self.model, self.X, self.layer = model, X, layer
+        # The matrix the model reads: the call's own, unless a given model models another layer.
+        read = X if model.layer == layer else _ad.get_matrix(model.adata, model.layer)
+        self.view = Columns(read, model.columns)
+        self.decode, self.n_quantiles, self.residual_bins = decode, n_quantiles, residual_bins
+        self.nonnegative, self.random_state = nonnegative, random_state
+        self.columns = nonnegative_columns(X, nonnegative)
+
+    def rows(self, idx) -> Rows:
+        """Rows ``idx`` (indices into the data, repeats allowed) as the engines take them."""
+        return Rows(self.view, np.asarray(idx))
+
+    def learn(self, source, target, *, groups=None, populations=None) -> _learning.Edit:
+        """The edit from the rows ``source`` to the rows ``target``; ``groups`` and
+        ``populations`` are each a pair of per-side label arrays, or ``None``."""
+        m = self.model
+        s_groups, t_groups = (None, None) if groups is None else groups
+        return _learning.learn_edit(
+            m.network, m.edit_layer, self.rows(source), self.rows(target), device=m.device,
+            source_groups=s_groups, target_groups=t_groups, populations=populations,
+            n_quantiles=self.n_quantiles, residual=self.decode == "edited_residual",
+            residual_bins=self.residual_bins, random_state=self.random_state)
+
+    def apply(self, cells, edit, labels=None, *, statistics: bool = False, warn: bool = True,
+              policy: bool = True):
+        """``edit`` applied to the rows ``cells`` (population ``labels`` per cell), under the
+        non-negative policy (unless ``policy=False``: :meth:`finish` then applies it later);
+        with ``statistics``, also the edit's statistics on those cells, from the same reads.
+        Returns the values, or ``(values, statistics)``."""
+        m = self.model
+        decode = _applying.check_edit(m.network, m.edit_layer, edit, self.decode)
+        rows = self.rows(cells)
+        codes, edits = _applying.routes(edit, labels, warn_unseen=warn)
+        values = np.empty((len(rows.idx), self.view.X.shape[1]), dtype=np.float32)
+        z = _applying.predict(m.network, m.edit_layer, rows, codes, edits, decode, values,
+                              batch_size=_applying.BATCH_SIZE, encode=statistics)
+        if policy:
+            self.finish(values, rows.idx)
+        if not statistics:
+            return values
+        return values, _applying.statistics(edit, z, codes, edits)
+
+    def finish(self, values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The non-negative policy on predicted ``values`` of ``rows``, in place."""
+        return enforce_nonnegative(values, self.X, rows, self.columns, self.nonnegative)
+
+    def record(self, **head) -> dict:
+        """``.uns``'s ``params`` (the call's own ``head`` first) and ``history``."""
+        m = self.model
+        return {
+            "params": {**head, "layer": self.layer, "decode": self.decode,
+                       "nonnegative": self.nonnegative, "n_quantiles": self.n_quantiles,
+                       "residual_bins": self.residual_bins, "n_features": m.n_features,
+                       **m.config, "edit_layer": m.edit_layer, "train": m.train_params},
+            "history": m.history.to_dict(),
+        }
+
+
+def population_record(edit, populations, edited) -> dict:
+    """What ``.uns`` keeps of a within-population edit: who had an edit of their own,
+    who fell back to the pooled edit and why, and how many cells were edited in each."""
+    labels, counts = np.unique(populations[edited], return_counts=True)
+    fallback = dict(edit.fallback or {})
+    for label in labels:
+        if label not in edit.populations and label not in fallback:
+            fallback[label] = "no source or target cells"
+    return {"own": sorted(edit.populations), "fallback": fallback,
+            "n_edited": dict(zip(labels.tolist(), counts.tolist()))}
