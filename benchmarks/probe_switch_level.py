@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
-from sc_neuronedit import _self_check
+from sc_neuronedit import _self_check, _self_check_choice
 
 HERE = Path(__file__).parent
 
@@ -25,7 +25,7 @@ HERE = Path(__file__).parent
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("results", nargs="+", help="result stems, e.g. self_check_bcrxl_kmeans10")
-    p.add_argument("--level", type=float, default=_self_check.SWITCH_LEVEL)
+    p.add_argument("--level", type=float, default=_self_check_choice.SWITCH_LEVEL)
     p.add_argument("--shared", action="store_true", help="divide the level among the alternatives")
     args = p.parse_args()
     rows = []
@@ -34,10 +34,10 @@ def main():
         tables["population"] = tables["population"].astype(str)
         recorded = pd.read_csv(HERE / "results" / f"{stem}.groups.csv")
         for (seed, held), table in tables.groupby(["seed", "held_out"], sort=False):
-            default = _self_check.default_candidate("bottleneck", (table.population != "all").any())
+            default = _self_check_choice.default_candidate("bottleneck", (table.population != "all").any())
             per_group = _self_check.group_skill(table)
             wide = per_group.pivot(index="group", columns="candidate", values="skill")
-            paired = _self_check.paired_t(wide.sub(wide[default], axis=0)).drop(default)
+            paired = _self_check_choice.paired_t(wide.sub(wide[default], axis=0)).drop(default)
             level = args.level / (len(paired) if args.shared else 1)
             quantile = stats.t.ppf(1 - level, len(wide) - 1)
             better = paired[paired["t"] > quantile]

@@ -38,7 +38,7 @@ from bcrxl_donors import markdown
 from scipy import stats
 
 import sc_neuronedit as sne
-from sc_neuronedit import _self_check, metrics
+from sc_neuronedit import _self_check, _self_check_choice, metrics
 
 HERE = Path(__file__).parent
 
@@ -162,7 +162,7 @@ def main():
             # edit_layer="auto" chooses on this very table (it trains the same models)
             default = summary["default"]
             tables.append(table.assign(seed=seed, held_out=held))
-            chosen, summary = _self_check.choose(table, default)
+            chosen, summary = _self_check_choice.choose(table, default)
             low, high = summary["skill_interval"]
             inner = _self_check.group_skill(table).groupby("candidate")
             for name, t in truth.items():
@@ -233,7 +233,7 @@ def write(args, df: pd.DataFrame, ck: pd.DataFrame, tables: pd.DataFrame) -> Non
         if c in ck:
             lines.append(f"- {c} EMD: auto worse than default by > 0.001 in "
                          f"{int((ck[c] > ck['default_' + c] + 1e-3).sum())}/{len(ck)} groups")
-    lines.append(f"- the reported {_self_check.INTERVAL_LEVEL:.0%} skill interval covers the real "
+    lines.append(f"- the reported {_self_check_choice.INTERVAL_LEVEL:.0%} skill interval covers the real "
                  f"held-out skill of the chosen candidate in {int(ck.covered.sum())}/{len(ck)} groups "
                  f"({ck.covered.mean():.0%}); vouched for {int(ck.vouched.sum())}/{len(ck)}, of which "
                  f"{int((ck.vouched & (ck.real_skill <= 0)).sum())} had real skill <= 0")

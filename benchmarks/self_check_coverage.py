@@ -6,7 +6,7 @@ the chosen candidate, its reported interval ``low``-``high``, the real held-out 
 that candidate, and the held-out energy distance of ``auto``'s and the default's
 predictions) and reports, per file and over all:
 
-- coverage of the reported interval (nominal :data:`sc_neuronedit._self_check.INTERVAL_LEVEL`),
+- coverage of the reported interval (nominal :data:`sc_neuronedit._self_check_choice.INTERVAL_LEVEL`),
   with the misses split into real skill above the interval (the check was pessimistic) and
   below it (optimistic: the harmful side);
 - ``auto`` minus default in mean held-out energy, and in how many groups ``auto`` is worse
@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 from bcrxl_donors import markdown
 
-from sc_neuronedit._self_check import INTERVAL_LEVEL
+from sc_neuronedit._self_check_choice import INTERVAL_LEVEL
 
 HERE = Path(__file__).parent
 NOISE = 0.01

@@ -301,7 +301,8 @@ def test_self_check_plot_with_many_groups_and_given_axes():
     import numpy as np
     import pandas as pd
 
-    from sc_neuronedit import _self_check
+    from sc_neuronedit import _self_check_choice
+
 
     rng = np.random.default_rng(0)
     records = [dict(group=f"donor{g}", candidate=c, population="all", error=e, no_change=1.0,
@@ -310,7 +311,7 @@ def test_self_check_plot_with_many_groups_and_given_axes():
                for c, e in (("no change", 1.0), ("input, pooled", rng.uniform(0.2, 0.6)),
                             ("bottleneck, pooled", rng.uniform(0.1, 0.5)))]
     table = pd.DataFrame(records)
-    chosen, summary = _self_check.choose(table, "bottleneck, pooled")
+    chosen, summary = _self_check_choice.choose(table, "bottleneck, pooled")
     table["chosen"] = table.candidate == chosen
     adata = ad.AnnData(np.zeros((2, 2), dtype=np.float32))
     adata.uns["run"] = {"params": {}, "self_check": table, "self_check_summary": summary}

@@ -10,7 +10,7 @@ import pytest
 from conftest import assert_unchanged, snapshot
 
 import sc_neuronedit as sne
-from sc_neuronedit import _self_check
+from sc_neuronedit import _self_check, _self_check_batches, _self_check_choice
 from sc_neuronedit.tl import _self_check as tl_check
 
 PERTURB = dict(control="control", perturbed="treated", groupby="cell_type")
@@ -142,7 +142,7 @@ def test_paired_rule_takes_a_small_consistent_gain_the_one_se_rule_misses():
     base = np.array([0.2, 0.45, 0.8, 0.6, 0.3, 0.7])
     noise = np.array([0.001, -0.002, 0.0, 0.002, -0.001, 0.0])
     table = _skills({"input, pooled": base + 0.03 + noise, "bottleneck, pooled": base})
-    chosen, summary = _self_check.choose(table, "bottleneck, pooled")
+    chosen, summary = _self_check_choice.choose(table, "bottleneck, pooled")
     assert chosen == "input, pooled"
     comparison = summary["comparison"].set_index("candidate")
     assert comparison.loc["input, pooled", "gain"] == pytest.approx(0.03)
@@ -153,7 +153,7 @@ def test_paired_rule_takes_a_small_consistent_gain_the_one_se_rule_misses():
     own_se = base.std(ddof=1) / np.sqrt(len(base))
     assert 0.03 < own_se
     # without switching (the caller fixed its layer) the default is kept, the gain reported
-    kept, fixed = _self_check.choose(table, "bottleneck, pooled", switch=False)
+    kept, fixed = _self_check_choice.choose(table, "bottleneck, pooled", switch=False)
     assert kept == "bottleneck, pooled" and fixed["comparison"]["clearly_better"].any()
 
 
@@ -163,7 +163,7 @@ def test_paired_rule_keeps_the_default_unless_the_gain_is_clear():
     base = np.array([0.5, 0.6, 0.4, 0.7, 0.55])
     table = _skills({"input, pooled": base + np.array([0.15, -0.08, 0.12, -0.05, 0.10]),
                      "bottleneck, pooled": base})
-    chosen, summary = _self_check.choose(table, "bottleneck, pooled")
+    chosen, summary = _self_check_choice.choose(table, "bottleneck, pooled")
     row = summary["comparison"].set_index("candidate").loc["input, pooled"]
     assert row["gain"] > 0 and row["gain"] < row["threshold"]
     assert chosen == "bottleneck, pooled" and summary["default"] == chosen
@@ -174,13 +174,13 @@ def test_paired_rule_keeps_the_default_unless_the_gain_is_clear():
 
 def test_skill_interval_is_a_prediction_interval_for_one_more_group():
     skills = np.array([0.19, 0.31, 0.36, 0.5])
-    low, high = _self_check.skill_interval(skills)
+    low, high = _self_check_choice.skill_interval(skills)
     from scipy import stats
     half = stats.t.ppf(0.95, 3) * skills.std(ddof=1) * np.sqrt(1 + 1 / 4)
     assert (low, high) == pytest.approx((skills.mean() - half, skills.mean() + half))
     # wider than mean ± 2 SE of the mean, which is what the check reported before
     assert high - low > 2 * 2 * skills.std(ddof=1) / 2
-    assert np.isnan(_self_check.skill_interval([0.4])).all()
+    assert np.isnan(_self_check_choice.skill_interval([0.4])).all()
 
 
 def test_no_response_is_not_vouched_and_a_strong_response_is():
@@ -266,28 +266,28 @@ def test_batch_rule_keeps_the_default_unless_another_is_clearly_better():
     gap = {"input, pooled": 0.1, "bottleneck, pooled": 0.1}
     # higher on average, but not in every batch: the paired gain is not clear
     noisy = _batch_table({"input, pooled": [0.9, 0.5, 0.9, 0.5], "bottleneck, pooled": 0.7}, gap)
-    chosen, summary = _self_check.choose_for_batches(noisy)
+    chosen, summary = _self_check_batches.choose_for_batches(noisy)
     assert chosen == "bottleneck, pooled" and summary["spread_guard"] == "kept"
     paired = summary["paired"]["input, pooled"]
     assert paired["gain"] == pytest.approx(0.0) and paired["gain_se"] > 0
     # a small gain, but in every batch alike: clearly better
     steady = _batch_table({"input, pooled": [0.75, 0.76, 0.74, 0.75], "bottleneck, pooled": 0.7}, gap)
-    chosen, summary = _self_check.choose_for_batches(steady)
+    chosen, summary = _self_check_batches.choose_for_batches(steady)
     assert chosen == "input, pooled" and summary["paired"]["input, pooled"]["t"] > 5
     assert summary["next_best"] == "bottleneck, pooled" and summary["n_groups"] == 4
     # the same gain with a larger spread gap than the default's is not taken
     wider = _batch_table({"input, pooled": [0.75, 0.76, 0.74, 0.75], "bottleneck, pooled": 0.7},
                          {"input, pooled": 0.15, "bottleneck, pooled": 0.1})
-    assert _self_check.choose_for_batches(wider)[0] == "bottleneck, pooled"
+    assert _self_check_batches.choose_for_batches(wider)[0] == "bottleneck, pooled"
     # no skill lost, the spread gap lower in every batch: clearly better on the other score
     closer = _batch_table({"input, pooled": [0.71, 0.70, 0.72, 0.70], "bottleneck, pooled": 0.7},
                           {"input, pooled": [0.05, 0.06, 0.04, 0.05], "bottleneck, pooled": 0.1})
-    chosen, summary = _self_check.choose_for_batches(closer)
+    chosen, summary = _self_check_batches.choose_for_batches(closer)
     assert chosen == "input, pooled" and summary["paired"][chosen]["spread_gain"] == pytest.approx(0.05)
     # ... but not when it costs skill on average
     costly = _batch_table({"input, pooled": [0.69, 0.68, 0.70, 0.69], "bottleneck, pooled": 0.7},
                           {"input, pooled": [0.05, 0.06, 0.04, 0.05], "bottleneck, pooled": 0.1})
-    assert _self_check.choose_for_batches(costly)[0] == "bottleneck, pooled"
+    assert _self_check_batches.choose_for_batches(costly)[0] == "bottleneck, pooled"
 
 
 def test_batch_rule_never_chooses_a_candidate_that_widens_the_spread_gap():
@@ -296,17 +296,17 @@ def test_batch_rule_never_chooses_a_candidate_that_widens_the_spread_gap():
     # input, pooled is clearly best by skill but widens the gap over no change (0.25 > 0.2)
     gap = {"input, pooled": 0.25, "input, within populations": 0.1, "bottleneck, pooled": 0.1,
            "bottleneck, within populations": 0.15}
-    chosen, summary = _self_check.choose_for_batches(_batch_table(skill, gap))
+    chosen, summary = _self_check_batches.choose_for_batches(_batch_table(skill, gap))
     # (bottleneck, within populations gains in every batch but its gap is wider than the default's)
     assert chosen == "bottleneck, pooled"
     # the default widens it: the eligible candidate of highest skill replaces it
     gap["bottleneck, pooled"] = 0.3
-    chosen, summary = _self_check.choose_for_batches(_batch_table(skill, gap))
+    chosen, summary = _self_check_batches.choose_for_batches(_batch_table(skill, gap))
     assert chosen == "bottleneck, within populations" and summary["spread_guard"] == "default widens"
     assert summary["expected_spread_gap"] == pytest.approx(0.15)
     assert summary["no_change_spread_gap"] == pytest.approx(0.2)
     # all widen it: the default stays, and the summary says so
-    chosen, summary = _self_check.choose_for_batches(
+    chosen, summary = _self_check_batches.choose_for_batches(
         _batch_table(skill, dict.fromkeys(skill, 0.3)))
     assert chosen == "bottleneck, pooled" and summary["spread_guard"] == "none keeps"
 

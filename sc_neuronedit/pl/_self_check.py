@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _self_check as check
+from .. import _self_check_choice as choice
 from ._common import documented, finish, panels, result
 
 #: The heatmap's colour scale: skill is at most 1; below -1 (twice the no-change error) the
@@ -140,14 +141,14 @@ def _skill_panel(ax, per_group, names, groups, chosen, summary):
             handles.append(Line2D([], [], ls="", marker="o", ms=5, color=colour, label=g))
     by = per_group.groupby("candidate", sort=False)["skill"]
     mean = by.mean().reindex(names)
-    interval = np.array([check.skill_interval(by.get_group(n)) for n in names])
+    interval = np.array([choice.skill_interval(by.get_group(n)) for n in names])
     ys = np.arange(len(names))
     ax.hlines(ys, interval[:, 0], interval[:, 1], color="black", lw=2.2, zorder=3,
               gid="self_check_interval")
     ax.plot(mean.to_numpy(), ys, ls="", marker="|", ms=14, mew=2.2, color="black", zorder=4,
             gid="self_check_mean")
     handles.append(Line2D([], [], color="black", lw=2.2, marker="|", ms=10, mew=2.2,
-                          label=f"mean, {check.INTERVAL_LEVEL:.0%} interval"))
+                          label=f"mean, {choice.INTERVAL_LEVEL:.0%} interval"))
     if "comparison" in summary:
         _gain_notes(ax, summary, y_of)
     ax.axvline(0, color="0.4", ls="--", lw=1, zorder=1)

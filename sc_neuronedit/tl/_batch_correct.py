@@ -112,7 +112,7 @@ def batch_correct(
         the batches' spreads less alike and is not chosen; among the others the
         default (bottleneck, pooled) stays unless one is clearly better in skill,
         paired over the batches (one-sided t at 5 %), without a larger spread gap
-        (see :func:`sc_neuronedit._self_check.choose_for_batches`). The proxy is
+        (see :func:`sc_neuronedit._self_check_batches.choose_for_batches`). The proxy is
         optimistic: its held-out half comes from the very sample that taught the
         edit, where the real correction is applied to other samples.
     min_reference_cells

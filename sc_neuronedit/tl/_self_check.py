@@ -11,8 +11,10 @@ import numpy as np
 
 from .. import _anndata as _ad
 from .. import _self_check as check
+from .. import _self_check_batches as batch_rule
+from .. import _self_check_choice as choice
 from .._matrix import take_rows
-from .._self_check import default_candidate, unvouched_message, unvouched_populations
+from .._self_check_choice import default_candidate, unvouched_message, unvouched_populations
 from .._warn import warn
 from ._nonnegative import enforce_nonnegative, nonnegative_columns
 from ._pipeline import trained_model
@@ -120,9 +122,9 @@ def _run(adata, what, inner, arguments, *, default, switch, layer, mask_var, mod
                            residual_bins=residual_bins, random_state=random_state),
         apply_options=dict(decode=decode), finish=finish, random_state=random_state,
         progress=logg.info, **arguments)
-    chosen, summary = check.choose(table, default, switch=switch)
+    chosen, summary = choice.choose(table, default, switch=switch)
     table["chosen"] = table["candidate"] == chosen
-    logg.info(f"    self-check: {check.summary_line(summary)}", time=start)
+    logg.info(f"    self-check: {choice.summary_line(summary)}", time=start)
     return table, summary
 
 
@@ -131,7 +133,7 @@ def batch_check(adata, *, reference, batches, goal_batch, populations, model, la
                 pooled_goal="average"):
     """The split-half proxy of every candidate for batch correction (no extra fits: the
     bottleneck candidates use ``model``, trained on all cells), and the choice by
-    distribution error and spread gap (:func:`~sc_neuronedit._self_check.choose_for_batches`);
+    distribution error and spread gap (:func:`~sc_neuronedit._self_check_batches.choose_for_batches`);
     a warning when every candidate widens the spread gap over no correction."""
     from scanpy import logging as logg
 
@@ -140,7 +142,7 @@ def batch_check(adata, *, reference, batches, goal_batch, populations, model, la
                                 max_epochs=None, model_kwargs=None, train_kwargs=None, device=device,
                                 random_state=random_state, progress=False)
     start = logg.info("self-check: each batch's reference cells split in half")
-    table = check.split_half_batches(
+    table = batch_rule.split_half_batches(
         rows=lambda idx: take_rows(X, idx), reference=reference,
         batches=np.asarray(batches).astype(str), goal_batch=goal_batch, populations=populations,
         models={"input": input_model, "bottleneck": model},
@@ -148,10 +150,10 @@ def batch_check(adata, *, reference, batches, goal_batch, populations, model, la
                            residual_bins=residual_bins, random_state=random_state),
         apply_options=dict(decode=decode), finish=finish, pooled_goal=pooled_goal,
         random_state=random_state)
-    chosen, summary = check.choose_for_batches(table)
+    chosen, summary = batch_rule.choose_for_batches(table)
     warn_unvouched(summary, "correction")
     table["chosen"] = table["candidate"] == chosen
-    logg.info(f"    self-check: {check.summary_line(summary)}; spread gap "
+    logg.info(f"    self-check: {choice.summary_line(summary)}; spread gap "
               f"{summary['expected_spread_gap']:.3f} (uncorrected {summary['no_change_spread_gap']:.3f})",
               time=start)
     if summary["spread_guard"] == "none keeps":
