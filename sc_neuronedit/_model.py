@@ -16,23 +16,14 @@ import numpy as np
 import torch
 
 from . import _anndata as _ad
-from . import _applying, _learning, _persist
+from . import _applying, _fitting, _learning, _persist
 from ._applying import DECODE_FORMS
 from ._edit import MIN_POPULATION_CELLS
-from ._learning import INPUT, RESIDUAL_BINS, RESIDUAL_MAX_CELLS, Edit, residual_picks
-from ._matrix import check_finite, is_backed
+from ._learning import INPUT, RESIDUAL_BINS, Edit
+from ._matrix import check_finite
 from ._passes import BATCH_SIZE, encode_rows
 from ._persist import resolve_device
-from ._warn import warn
-from .nn import Autoencoder, InputLayer, TrainingHistory, new_network, train_autoencoder
-from .nn._training import standardization
-
-__all__ = ["NeuronEditor", "Edit", "DECODE_FORMS", "INPUT", "RESIDUAL_BINS", "RESIDUAL_MAX_CELLS",
-           "residual_picks"]
-
-#: Rows read at once when training from a backed file: minibatches are shuffled
-#: within such chunks, and the chunks' order is shuffled (one sequential read each).
-BACKED_CHUNK_ROWS = 16384
+from .nn import Autoencoder, InputLayer, TrainingHistory
 
 
 class NeuronEditor:
@@ -230,39 +221,15 @@ class NeuronEditor:
         300
         """
         rows = self._data.cells(cells, name="cells")
-        idx = rows.idx
         check_finite(rows, what="The training matrix")
         self.device = resolve_device(device)
-        if self.edit_layer == INPUT:  # the features are the edited layer: nothing to learn
-            self.network = new_network(self.n_features, self.config).to(self.device)
-            self.history = TrainingHistory()
-            self.train_params = {"n_cells": int(len(idx)), "random_state": int(random_state)}
-            return self
-        if mixed_precision and self.device.type == "cpu":
-            warn(
-                "mixed_precision=True on the CPU: bfloat16 matrix products are slow on CPUs "
-                "without bfloat16 instructions (17x slower training on Kang on an AVX2 machine). "
-                "Use it on a GPU, or leave it off.")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(random_state)
-            net = new_network(self.n_features, self.config)
-        if self.config["standardize"]:
-            net.set_standardization(*standardization(rows))
-        self.history = train_autoencoder(
-            net, rows, max_epochs=max_epochs, batch_size=batch_size, lr=lr,
-            weight_decay=weight_decay, validation_fraction=validation_fraction,
-            patience=patience, device=self.device, random_state=random_state, progress=progress,
-            chunk_rows=BACKED_CHUNK_ROWS if is_backed(rows.view.X) else None,
-            mixed_precision=mixed_precision,
-        )
-        self.network = net
-        self.trained_rows = idx if self._data.owns(rows) else None
-        self.train_params = {
-            "max_epochs": int(max_epochs), "batch_size": int(batch_size), "lr": float(lr),
-            "weight_decay": float(weight_decay), "validation_fraction": float(validation_fraction),
-            "patience": -1 if patience is None else int(patience), "random_state": int(random_state),
-            "n_cells": int(len(idx)), "mixed_precision": bool(mixed_precision),
-        }
+        self.network, self.history, self.train_params = _fitting.fit(
+            self.n_features, self.config, rows, device=self.device, max_epochs=max_epochs,
+            batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+            validation_fraction=validation_fraction, patience=patience,
+            random_state=random_state, progress=progress, mixed_precision=mixed_precision)
+        if self.edit_layer != INPUT:
+            self.trained_rows = rows.idx if self._data.owns(rows) else None
         return self
 
     def _require_trained(self) -> Autoencoder | InputLayer:

@@ -168,9 +168,9 @@ def test_chunked_epochs_visit_every_row_once_and_read_chunks_whole():
 def test_backed_training_in_chunks_learns(toy_adata, tmp_path, monkeypatch):
     import anndata as ad
 
-    import sc_neuronedit._model as model_module
+    import sc_neuronedit._fitting as fitting
 
-    monkeypatch.setattr(model_module, "BACKED_CHUNK_ROWS", 64)  # 360 cells: 6 chunks
+    monkeypatch.setattr(fitting, "BACKED_CHUNK_ROWS", 64)  # 360 cells: 6 chunks
     toy_adata.X = sparse.csr_matrix(np.maximum(toy_adata.X, 0))
     toy_adata.write_h5ad(tmp_path / "toy.h5ad")
     backed = ad.read_h5ad(tmp_path / "toy.h5ad", backed="r")
