@@ -26,7 +26,7 @@ import synergy_populations as sp
 import torch
 
 import sc_neuronedit as sne
-import sc_neuronedit.tl._combination as combination
+import sc_neuronedit.tl._combination_run as combination
 from sc_neuronedit._synergy import grouped_statistics, population_tests
 
 #: Null replicates with pooled mean p < 0.05 in benchmarks/results/synergy_populations.md's run.

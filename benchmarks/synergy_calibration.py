@@ -389,7 +389,7 @@ def report(reps, meta, args) -> str:
             f"{int((diag['NE FPR'] > ALPHA).sum())} of {len(diag)} features have a per-feature "
             f"FPR above 5 % (median {diag['NE FPR'].median():.3f}; additive "
             f"{diag['additive FPR'].median():.3f}).",
-            "- History: before the fix in `_Run.synergy_tables`, each bootstrap replicate reran "
+            "- History: before the fix in `CombinationRun.synergy_tables`, each bootstrap replicate reran "
             "the two routes on independent resamples; the real routes share their cells, so "
             "their errors are correlated, and the bootstrap then gave about 1/sqrt(2) of the "
             "real SE (FPR 0.31 at 1,000 cells per condition). Both routes now share one "

@@ -50,7 +50,7 @@ import torch
 from scipy import stats
 
 import sc_neuronedit as sne
-import sc_neuronedit.tl._combination as combination_module
+import sc_neuronedit.tl._combination_run as combination_module
 from sc_neuronedit._synergy import holm, population_tests
 from sc_neuronedit.datasets._semisynthetic import combination, drug_a, drug_b, populations
 

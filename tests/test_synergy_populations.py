@@ -275,7 +275,7 @@ def test_family_smallest_pvalue_uniform_with_small_populations():
     # must not be too small (one-sided KS), nor the family p below 0.05 too often.
     from sklearn.cluster import KMeans
 
-    from sc_neuronedit.tl._combination import MIN_CELLS
+    from sc_neuronedit.tl._combination_run import MIN_CELLS
 
     bcr = sne.datasets.bodenmiller_bcrxl()
     ref = bcr[bcr.obs["condition"] == "Ref"]

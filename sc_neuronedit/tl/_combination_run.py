@@ -204,10 +204,6 @@ class CombinationRun:
         # The observed cells' resamples from a stream of their own: the pipeline's reruns, and
         # so the pooled tables, stay what they were before the observed quantiles were tested.
         rng_observed = np.random.default_rng([self.random_state, 1])
-
-        def resample(n):
-            return rng.integers(0, n, n)
-
         names = np.asarray(self.adata.var_names)[self.features]
         tables, summary, tests, excluded = {}, {}, [], []
         for label, (a, b) in self.pairs.items():
@@ -219,29 +215,9 @@ class CombinationRun:
                          for p, why in left_out.items()]
             predicted_labels = self.route_labels(a, b)
             observed_labels = self.labels(label) if self.populations is not None else None
-            replicates, boot_stats, obs_stats = [], [], []
-            for _ in range(n_resamples):
-                # The whole pipeline on resampled cells: both edits relearned, both routes. The
-                # routes share one resample per condition, as the real routes share the cells:
-                # their errors are correlated, and independent resamples would halve the variance.
-                # Resampled without regard to populations: the composition of the cells varies
-                # from sample to sample too, and the pooled ("all") statistics must see it.
-                picks = {c: resample(len(self.cells[c])) for c in (self.control, a, b)}
-                with warnings.catch_warnings():
-                    # A rerun whose resample has too few cells of a population falls back to the
-                    # pooled edit for it, as the real run would have: part of the procedure's
-                    # variance. Each rerun would repeat the real run's warning with other counts.
-                    warnings.simplefilter("ignore", UserWarning)
-                    values = [self._scored(self._edit_onto(d, o, picks=picks)[1])
-                              for d, o in ((a, b), (b, a))]
-                replicates.append(np.mean([v.mean(0) for v in values], axis=0))
-                boot_labels = (None if predicted_labels is None else
-                               np.concatenate([self.labels(o, picks=picks) for o in (b, a)]))
-                boot_stats.append(grouped_statistics(np.vstack(values), boot_labels, pops))
-                again = rng_observed.integers(0, len(observed), len(observed))
-                obs_stats.append(grouped_statistics(
-                    observed[again], None if observed_labels is None else observed_labels[again],
-                    pops))
+            replicates, boot_stats, obs_stats = self.bootstrap(
+                a, b, observed, observed_labels, pops, n_resamples=n_resamples, rng=rng,
+                rng_observed=rng_observed)
             gap = self.agreement(routes, a, b)
             table = synergy_table(observed, predicted, np.asarray(replicates),
                                   gap["mean_difference"], names)
@@ -302,6 +278,37 @@ class CombinationRun:
                  + "; ".join(f"{r.population!r} in {r.combination!r} ({r.cells})"
                              for r in excluded.itertuples()) + ".")
         return {"summary": summary, **wide, "tests": tests, "excluded_populations": excluded}
+
+    def bootstrap(self, a, b, observed, observed_labels, pops, *, n_resamples: int, rng,
+                  rng_observed) -> tuple[list, list, list]:
+        """``n_resamples`` reruns of the whole pipeline on resampled cells: per rerun, the
+        pooled prediction's per-feature mean, the predicted cells' statistics per population,
+        and the statistics of a resample of the ``observed`` cells (from ``rng_observed``)."""
+        replicates, boot_stats, obs_stats = [], [], []
+        for _ in range(n_resamples):
+            # Both edits relearned, both routes. The routes share one resample per condition,
+            # as the real routes share the cells: their errors are correlated, and independent
+            # resamples would halve the variance. Resampled without regard to populations: the
+            # composition of the cells varies from sample to sample too, and the pooled ("all")
+            # statistics must see it.
+            picks = {c: rng.integers(0, len(self.cells[c]), len(self.cells[c]))
+                     for c in (self.control, a, b)}
+            with warnings.catch_warnings():
+                # A rerun whose resample has too few cells of a population falls back to the
+                # pooled edit for it, as the real run would have: part of the procedure's
+                # variance. Each rerun would repeat the real run's warning with other counts.
+                warnings.simplefilter("ignore", UserWarning)
+                values = [self._scored(self._edit_onto(d, o, picks=picks)[1])
+                          for d, o in ((a, b), (b, a))]
+            replicates.append(np.mean([v.mean(0) for v in values], axis=0))
+            boot_labels = (None if self.populations is None else
+                           np.concatenate([self.labels(o, picks=picks) for o in (b, a)]))
+            boot_stats.append(grouped_statistics(np.vstack(values), boot_labels, pops))
+            again = rng_observed.integers(0, len(observed), len(observed))
+            obs_stats.append(grouped_statistics(
+                observed[again], None if observed_labels is None else observed_labels[again],
+                pops))
+        return replicates, boot_stats, obs_stats
 
     def testable_populations(self, conditions) -> tuple[list[str], dict[str, str], list[int]]:
         """``["all", populations with enough cells in every condition]``, why the others are
