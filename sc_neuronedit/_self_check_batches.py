@@ -97,7 +97,7 @@ def split_half_batches(
     average goal, the mean of its distances to each batch's held-out half),
     ``no_change``, ``skill`` and ``spread_gap`` (the batch's gap of the held-out half).
     """
-    from .metrics import mad_per_feature, spread_gap
+    from .metrics._distribution import mad_per_feature, spread_gap
 
     rng = np.random.default_rng(random_state)
     levels = np.unique(batches)

@@ -196,7 +196,8 @@ def test_model_warnings_point_at_the_callers_line(toy_adata):
 
 
 def test_tl_warnings_point_at_the_callers_line(toy_adata):
-    kwargs = dict(groupby="cell_type", max_epochs=1, progress=False)
+    kwargs = dict(apply_to={"condition": "control", "cell_type": "C"}, groupby="cell_type",
+                  max_epochs=1, progress=False)
     sne.tl.neuron_edit(toy_adata, {"condition": "control"}, {"condition": "treated"}, **kwargs)
     caught = _caught(lambda: sne.tl.neuron_edit(  # replaces the result: a warning
         toy_adata, {"condition": "control"}, {"condition": "treated"}, **kwargs))
