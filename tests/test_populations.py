@@ -1,7 +1,5 @@
 """Populations: sne.pp.populations, edits within populations, and the input layer."""
 
-import subprocess
-import sys
 import warnings
 
 import anndata as ad
@@ -205,25 +203,6 @@ def test_within_populations_beats_pooled_on_bcrxl_b_cells():
     emd = {name: metrics.emd_per_feature(np.asarray(p.X)[ctrl_b][:, state], real_b[:, state]).mean()
            for name, p in (("pooled", pooled), ("within", within))}
     assert emd["within"] < 0.85 * emd["pooled"], emd
-
-
-def test_apply_edit_leaves_thread_counts_as_found():
-    """In a fresh process, where numba's thread pool starts inside apply_edit."""
-    code = """
-import numpy as np, torch
-torch.set_num_threads(1)
-import sc_neuronedit as sne
-X = np.random.default_rng(0).normal(size=(200, 12)).astype("float32")
-t = np.arange(200) >= 100
-m = sne.NeuronEditor(X, hidden=(16,), n_latent=4).train(max_epochs=1, progress=False, device="cpu")
-import numba
-before = numba.get_num_threads()
-torch.set_num_threads(1)
-m.apply_edit(~t, m.learn_edit(~t, t))
-print(torch.get_num_threads(), numba.get_num_threads() == before)
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["1", "True"]
 
 
 def test_model_level_populations_with_matrices_take_labels_per_side():
