@@ -69,10 +69,7 @@ def resolve_selection(adata, selection, *, name: str = "selection") -> np.ndarra
                 )
             mask = arr.copy()
         elif arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
-            if arr.size and (arr.min() < -n or arr.max() >= n):
-                raise IndexError(f"{name}: integer index out of range for {n} cells.")
-            mask = np.zeros(n, dtype=bool)
-            mask[arr] = True
+            mask = index_mask(arr, n, name=name)
         else:
             raise TypeError(
                 f"{name} must be a boolean mask over cells, integer indices, or a dict "
@@ -80,6 +77,15 @@ def resolve_selection(adata, selection, *, name: str = "selection") -> np.ndarra
             )
     if not mask.any():
         raise ValueError(f"{name} selects no cells.")
+    return mask
+
+
+def index_mask(idx: np.ndarray, n: int, *, name: str) -> np.ndarray:
+    """A boolean mask over ``n`` rows from integer indices: rows in order, each once."""
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise IndexError(f"{name}: integer index out of range for {n} rows.")
+    mask = np.zeros(n, dtype=bool)
+    mask[idx] = True
     return mask
 
 
@@ -236,10 +242,7 @@ class Data:
         if self.adata is None:
             mask, n = np.asarray(cells), self.n_obs
             if mask.ndim == 1 and np.issubdtype(mask.dtype, np.integer):
-                if mask.size and (mask.min() < -n or mask.max() >= n):
-                    raise IndexError(f"{name}: integer index out of range for {n} rows.")
-                idx, mask = mask, np.zeros(n, dtype=bool)
-                mask[idx] = True  # as with AnnData: rows in order, each once
+                mask = index_mask(mask, n, name=name)  # as with AnnData
             if mask.dtype != bool or mask.shape != (n,):
                 raise TypeError(
                     f"{name}: without AnnData, give a boolean mask over the {n} rows, "

@@ -18,14 +18,20 @@ from ._threads import restored_threads
 from ._warn import warn
 
 DECODE_FORMS = ("edited_residual", "residual", "plain")
-__all__ = ["BATCH_SIZE", "DECODE_FORMS", "check_edit", "predict", "routes", "statistics"]
+__all__ = ["BATCH_SIZE", "DECODE_FORMS", "check_decode", "check_edit", "predict", "routes", "statistics"]
+
+
+def check_decode(decode: str) -> str:
+    """``decode`` if it is a known form, else an error naming the forms."""
+    if decode not in DECODE_FORMS:
+        raise ValueError(f"decode must be one of {DECODE_FORMS}, got {decode!r}.")
+    return decode
 
 
 def check_edit(net, layer, edit: Edit, decode: str) -> str:
     """The decode form that applies (the input layer has nothing to decode), or an error
     when ``edit`` cannot be applied with ``decode`` to ``layer`` of ``net``."""
-    if decode not in DECODE_FORMS:
-        raise ValueError(f"decode must be one of {DECODE_FORMS}, got {decode!r}.")
+    check_decode(decode)
     if layer == INPUT:
         decode = "plain"  # the edited features are the prediction: nothing to decode
     if decode == "edited_residual" and edit.residual is None:

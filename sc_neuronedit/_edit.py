@@ -346,6 +346,18 @@ MIN_POPULATION_GROUPS = 2
 MIN_GROUP_CELLS = 5
 
 
+def quantile_map(values, source, goal, goal_weights, n_quantiles: int) -> np.ndarray:
+    """Per-feature quantile map of the rows ``source`` onto the rows ``goal`` (weighted by
+    ``goal_weights``, or not), applied to ``values``; arrays in, a float32 array out."""
+    edit = fit_quantile_edit(
+        torch.as_tensor(source, dtype=torch.float32), torch.as_tensor(goal, dtype=torch.float32),
+        n_quantiles=n_quantiles,
+        target_weights=None if goal_weights is None else torch.as_tensor(goal_weights,
+                                                                         dtype=torch.float32),
+    )
+    return edit.apply(torch.as_tensor(values, dtype=torch.float32)).numpy()
+
+
 def population_plan(
     source: np.ndarray,
     target: np.ndarray,

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from .. import _anndata as _ad
-from .._edit import fit_quantile_edit
+from .._edit import quantile_map
 from .._learning import RESIDUAL_BINS, group_weights, subsample
 from .._matrix import take_rows
 from .._warn import warn
@@ -260,8 +259,8 @@ def batch_correct(
             out, stat = run.apply(here, edit, None if labels is None else labels[here],
                                   statistics=True, policy=False)
             if calibrate:
-                out[:, features] = _calibrate(out[:, features], out[ref_rows][:, features],
-                                              goal_x, goal_w, n_quantiles)
+                out[:, features] = quantile_map(out[:, features], out[ref_rows][:, features],
+                                                goal_x, goal_w, n_quantiles)
             outs.append(out)
             stats.append(stat)
             if populations is not None:
@@ -319,16 +318,6 @@ def _subsample(idx: np.ndarray, random_state: int) -> np.ndarray:
     """At most :data:`~sc_neuronedit._learning.RESIDUAL_MAX_CELLS` of the sorted ``idx``,
     from a fresh stream each call."""
     return idx[subsample(len(idx), np.random.default_rng(random_state))]
-
-
-def _calibrate(values, source, goal, goal_weights, n_quantiles) -> np.ndarray:
-    """Per-feature quantile map of ``source`` onto ``goal``, applied to ``values``."""
-    edit = fit_quantile_edit(
-        torch.as_tensor(source, dtype=torch.float32), torch.as_tensor(goal, dtype=torch.float32),
-        n_quantiles=n_quantiles,
-        target_weights=None if goal_weights is None else torch.as_tensor(goal_weights, dtype=torch.float32),
-    )
-    return edit.apply(torch.as_tensor(values, dtype=torch.float32)).numpy()
 
 
 def _from_keep_zeros(keep_zeros, nonnegative: str) -> str:

@@ -11,7 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from .. import _anndata as _ad
-from .._applying import DECODE_FORMS
+from .._applying import check_decode
 from .._learning import RESIDUAL_BINS
 from .._matrix import take_rows
 from .._synergy import (
@@ -46,8 +46,7 @@ class CombinationRun:
         from scanpy import logging as logg
 
         self.X = check_input(adata, layer=layer, key_added=key_added, writes=writes)
-        if decode not in DECODE_FORMS:
-            raise ValueError(f"decode must be one of {DECODE_FORMS}, got {decode!r}.")
+        check_decode(decode)  # before any training
         conditions = _ad.resolve_groups(adata, condition_key, name="condition_key")
         populations = resolve_populations(adata, population_key, groupby=condition_key)
         present = set(conditions.tolist())
