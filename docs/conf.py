@@ -11,7 +11,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))  # api_names.py
+sys.path.insert(0, str(HERE))  # api_names.py, result_roles.py
 
 from api_names import sections  # noqa: E402
 
@@ -27,6 +27,7 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "myst_nb",
+    "result_roles",  # benchmark numbers on the pages come from benchmarks/results/
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 templates_path = ["_templates"]
