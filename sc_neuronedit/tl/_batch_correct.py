@@ -8,9 +8,8 @@ from .._learning import RESIDUAL_BINS, group_weights, subsample
 from .._matrix import take_rows
 from .._warn import warn
 from ._checks import check_input
-from ._editing import resolve_populations
 from ._nonnegative import check_policy
-from ._pipeline import Pipeline, population_record, trained_model
+from ._pipeline import Pipeline, population_record, resolve_populations, trained_model
 from ._results import warn_outside, write_result
 from ._self_check import batch_check, chosen_options, resolve_edit_layer
 

@@ -25,8 +25,7 @@ from .._synergy import (
 )
 from .._warn import warn
 from ._checks import check_input, check_min_cells
-from ._editing import resolve_populations
-from ._pipeline import Pipeline, trained_model, usable_model
+from ._pipeline import Pipeline, resolve_populations, trained_model, usable_model
 from ._results import warn_outside
 from ._self_check import checked_choice, combination_check
 

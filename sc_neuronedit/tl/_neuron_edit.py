@@ -8,7 +8,7 @@ from .. import _anndata as _ad
 from .._learning import RESIDUAL_BINS
 from .._model import NeuronEditor
 from ._checks import check_input
-from ._editing import edit_cells, resolve_populations
+from ._pipeline import edit_cells, resolve_populations
 from ._results import write_result
 from ._self_check import checked_choice
 

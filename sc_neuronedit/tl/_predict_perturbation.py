@@ -7,7 +7,7 @@ from .._learning import RESIDUAL_BINS
 from .._model import NeuronEditor
 from .._warn import warn
 from ._checks import check_input
-from ._editing import edit_cells, resolve_populations
+from ._pipeline import edit_cells, resolve_populations
 from ._results import write_result
 from ._self_check import checked_choice
 
