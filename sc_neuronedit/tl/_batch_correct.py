@@ -93,9 +93,9 @@ def batch_correct(
         layer has none; the bottleneck's model is the one trained anyway), and
         a fixed layer can fail the job outright -- on the Gates data the
         bottleneck widened the gap between the batches' spreads on held-out
-        reference cells (split-half proxy 0.22 against 0.19 uncorrected, every
-        decode form and level-bin setting alike), which the check sees and
-        avoids.
+        reference cells (every decode form and level-bin setting alike; on the
+        held-out volunteer too, ``benchmarks/results/batch_gates.md``), which the
+        check sees and avoids.
     self_check
         Estimate how well each candidate (input layer or bottleneck, pooled or
         within populations) corrects, on the reference cells alone (implied by
@@ -134,8 +134,8 @@ def batch_correct(
         ``"mixture"``: the reference cells of all batches pooled, each batch
         weighing the same; the mixture is wider than any batch by the very
         shifts between batches, so every corrected batch takes on that spread
-        (on the split-half proxy of the Gates data its spread gap was larger,
-        see ``docs/guide/options.md``). ``"average"`` costs one edit per batch
+        (on the Gates data its spread gap was larger, see
+        ``benchmarks/results/batch_gates.md``). ``"average"`` costs one edit per batch
         pair instead of one per batch.
     nonnegative
         As in :func:`neuron_edit`, but ``"keep_zeros"`` by default: in features
