@@ -210,3 +210,30 @@ def test_tl_warnings_point_at_the_callers_line(toy_adata):
         edit_layer="input", min_reference_cells=10, progress=False))
     assert any(w.category is FutureWarning for w in caught)
     assert all(w.filename == __file__ for w in caught)
+
+
+def test_tl_data_warnings_point_at_the_callers_line(toy_adata):
+    """Raw counts, a model that saw the held-out cells, cells far outside the source range."""
+    counts = toy_adata.copy()
+    counts.X = np.round(np.abs(counts.X) * 10).astype(np.float32)
+    model = sne.NeuronEditor(toy_adata, hidden=(16,), n_latent=4).train(max_epochs=1,
+                                                                        progress=False)
+    far = toy_adata.copy()
+    far.X[(far.obs["cell_type"] == "C").to_numpy()] += 50.0
+    calls = {
+        "raw counts": lambda: sne.tl.neuron_edit(
+            counts, {"condition": "control"}, {"condition": "treated"},
+            apply_to={"condition": "control"}, max_epochs=1, progress=False),
+        "not out of sample": lambda: sne.tl.predict_perturbation(
+            toy_adata, "condition", control="control", perturbed="treated", groupby="cell_type",
+            predict_for="C", model=model),
+        "outside the range": lambda: sne.tl.neuron_edit(
+            far, {"condition": "control", "cell_type": ["A", "B"]},
+            {"condition": "treated", "cell_type": ["A", "B"]},
+            apply_to={"condition": "control", "cell_type": "C"}, edit_layer="input",
+            progress=False),
+    }
+    for what, call in calls.items():
+        caught = _caught(call)
+        assert any(what in str(w.message) for w in caught), what
+        assert all(w.filename == __file__ for w in caught), (what, [w.filename for w in caught])
