@@ -11,11 +11,12 @@ import numpy as np
 import torch
 
 from ._learning import INPUT, Edit
-from ._matrix import Rows, dense, read_rows
+from ._matrix import Rows, read_rows
 from ._passes import BATCH_SIZE
 from ._predict import block_predictor
 from ._threads import restored_threads
 from ._warn import warn
+from .nn._training import block_tensor
 
 DECODE_FORMS = ("edited_residual", "residual", "plain")
 __all__ = ["BATCH_SIZE", "DECODE_FORMS", "check_decode", "check_edit", "predict", "routes", "statistics"]
@@ -77,7 +78,6 @@ def predict(net, layer, cells: Rows, codes, edits: list[Edit], decode: str, resu
                   for e in edits]
     direct = isinstance(result, np.ndarray) and result.dtype == np.float32
     block = None if direct else np.empty((min(batch_size, len(idx)), result.shape[1]), np.float32)
-    device = net.center.device if hasattr(net, "center") else torch.device("cpu")
     activations = []
     # The CPU kernels (numba) can reset the OpenMP thread count that torch reads.
     with restored_threads(), torch.no_grad():
@@ -85,10 +85,9 @@ def predict(net, layer, cells: Rows, codes, edits: list[Edit], decode: str, resu
             rows = idx[start : start + batch_size]
             full = result[start : start + len(rows)] if direct else block[: len(rows)]
             data = read_rows(view.X, rows)
-            if encode:
-                x = dense(data if view.cols is None else data[:, view.cols])
-                activations.append(net.encode(torch.from_numpy(
-                    np.ascontiguousarray(x, dtype=np.float32)).to(device), layer))
+            if encode:  # what encode_rows would compute, from this read
+                x = data if view.cols is None else data[:, view.cols]
+                activations.append(net.encode(block_tensor(x, net.center.device), layer))
             if codes is None:
                 predictors[0](data, full)
             else:  # each population's cells through its own edit

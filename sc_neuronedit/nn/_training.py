@@ -69,7 +69,12 @@ def rows_to_tensor(X, idx: np.ndarray, device: torch.device) -> torch.Tensor:
     Only the requested rows are densified, so a sparse matrix is never
     expanded whole.
     """
-    return torch.from_numpy(np.ascontiguousarray(dense(read_rows(X, idx)), dtype=np.float32)).to(device)
+    return block_tensor(read_rows(X, idx), device)
+
+
+def block_tensor(block, device: torch.device) -> torch.Tensor:
+    """An in-memory block (dense or sparse) as a dense float32 tensor on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(dense(block), dtype=np.float32)).to(device)
 
 
 def epoch_batches(idx: np.ndarray, batch_size: int, rng: np.random.Generator, chunk_rows: int | None):
