@@ -43,6 +43,7 @@ GOLDEN_DIR = Path(__file__).resolve().parent
 MODEL_FORMAT1 = GOLDEN_DIR / "model_format1"
 MODEL_FORMAT2 = GOLDEN_DIR / "model_format2"
 KANG_FILE = "kang_pbmc_valid.h5ad"
+GATES_FILE = "cytonorm_gates.h5ad"
 
 MODEL = dict(hidden=(16,), n_latent=4)
 TRAIN = dict(max_epochs=3, progress=False, device="cpu", random_state=0)
@@ -175,6 +176,22 @@ def kang_slice() -> ad.AnnData:
     variance = np.asarray(X.multiply(X).mean(axis=0)).ravel() - np.asarray(X.mean(axis=0)).ravel() ** 2
     genes = np.sort(np.argsort(-variance, kind="stable")[:150])
     return adata[:, genes].copy()
+
+
+def gates_slice() -> ad.AnnData:
+    """2,400 Gates CyTOF cells (all four batches, both volunteers), ``arcsinh(x/5)`` in
+    ``layers["arcsinh"]``, the 37 marker channels in ``var["marker_channel"]``."""
+    path = sne.datasets.data_dir() / GATES_FILE
+    if not path.is_file():  # never download from a test
+        raise FileNotFoundError(path)
+    cytof = sne.datasets.cytonorm_gates()
+    keep = np.sort(np.random.default_rng(0).choice(cytof.n_obs, 2400, replace=False))
+    cytof = cytof[keep].copy()
+    sne.pp.arcsinh(cytof, 5)
+    marker = cytof.var["marker"].astype(str)
+    technical = marker.str.match("^BC[0-9]$") | marker.isin(["DNA1", "DNA2", "beadDist"])
+    cytof.var["marker_channel"] = (marker != "") & ~technical
+    return cytof
 
 
 # ------------------------------------------------------------------ recording
@@ -441,6 +458,20 @@ def real_kang_slice(workdir: Path) -> dict:
     return out
 
 
+def real_gates_slice(workdir: Path) -> dict:
+    """:func:`sne.tl.batch_correct` with its default ``edit_layer="auto"`` on
+    :func:`gates_slice`: the self-check finds that the bottleneck widens the spread gap
+    and switches to the input layer (the branch that swaps the model mid-call)."""
+    cytof, out = gates_slice(), {}
+    sne.tl.batch_correct(cytof, "batch", reference_key="reference", reference_value=True,
+                         layer="arcsinh", mask_var="marker_channel", max_epochs=10,
+                         model_kwargs=dict(hidden=(64,), n_latent=16), progress=False,
+                         device="cpu", random_state=0)
+    assert cytof.uns["batch_corrected"]["self_check_summary"]["chosen"] == "input, pooled"
+    record_tl(cytof, "batch_corrected", out)
+    return out
+
+
 # ---------------------------------------------------------------- saved models
 def format1_model() -> sne.NeuronEditor:
     """The bottleneck model saved in ``model_format1/`` (``format_version`` 1), on
@@ -481,10 +512,10 @@ CASES: dict[str, Callable[[Path], dict]] = {f.__name__: f for f in (
     editor_dense, editor_csr, editor_backed, editor_mask_var, editor_input, editor_array,
     editor_matrix_cells, editor_big, tl_neuron_edit, tl_predict_perturbation, tl_batch_correct,
     tl_batch_correct_calibrate_big, tl_predict_combination, tl_synergy, real_kang_slice,
-    model_format1, model_format2,
+    real_gates_slice, model_format1, model_format2,
 )}
 #: Cases that read a shared data file (name in ``sne.datasets.data_dir()``).
-NEEDS_DATA = {"real_kang_slice": KANG_FILE}
+NEEDS_DATA = {"real_kang_slice": KANG_FILE, "real_gates_slice": GATES_FILE}
 
 
 @contextlib.contextmanager
