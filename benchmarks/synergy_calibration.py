@@ -538,6 +538,22 @@ def _one(job):
                      diagnose=gamma == 0 and not s["args"].no_diagnose)
 
 
+def collect(results, n: int, meta: dict, args, t0: float, *, every: int, describe) -> list:
+    """Gather ``n`` replicate outputs as they come: ``meta["total_s"]`` kept current, the
+    list pickled to ``args.dump`` every ``every`` replicates and at the end (a long run can
+    be re-reported before it ends), and one line printed each (``describe(o)``, then time)."""
+    reps = []
+    for i, o in enumerate(results):
+        reps.append(o)
+        meta["total_s"] = time.perf_counter() - t0
+        if args.dump and ((i + 1) % every == 0 or i + 1 == n):
+            with open(args.dump, "wb") as fh:
+                pickle.dump((reps, meta, vars(args)), fh)
+        print(f"[{i + 1}/{n}] {describe(o)} | {o['seconds']:.1f} s "
+              f"(elapsed {meta['total_s'] / 60:.1f} min)", flush=True)
+    return reps
+
+
 def ref_cells():
     """The BCR-XL unstimulated (``Ref``) cells in arcsinh(x / 5): the AnnData, its marker
     names and the dense values every semi-synthetic design starts from."""

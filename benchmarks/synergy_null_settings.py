@@ -55,7 +55,7 @@ from sc_neuronedit._synergy import holm, population_tests
 from sc_neuronedit.datasets._semisynthetic import combination, drug_a, drug_b, populations
 
 sys.path.insert(0, str(Path(__file__).parent))
-from synergy_calibration import ref_cells, split, wilson  # noqa: E402  (same splits, same CI)
+from synergy_calibration import collect, ref_cells, split, wilson  # noqa: E402  (same splits, same CI)
 
 ALPHA = 0.05
 FEATURE = "pPlcg2"  # the interaction's marker
@@ -188,19 +188,13 @@ def run(args):
     plan += [(g, 10_000 + r) for r in range(args.power_reps) for g in args.gammas]
     s = dict(args=args, rep=rep, model=model, versions=versions, labels=labels, n_ref=n)
     meta = dict(sizes=sizes, train_s=train_s, type_markers=type_markers)
-    reps = []
-    for i, job in enumerate(plan):
-        o = replicate(job, s)
-        reps.append(o)
-        meta["total_s"] = time.perf_counter() - t0
-        if args.dump and ((i + 1) % 5 == 0 or i + 1 == len(plan)):
-            with open(args.dump, "wb") as fh:
-                pickle.dump((reps, meta, vars(args)), fh)
-        print(f"[{i + 1}/{len(plan)}] gamma {o['gamma']:g} rep {o['rep']}: family "
-              f"{o['family']['p']:.3g} ({o['family']['n_tests']} tests), every row "
-              f"{o['every_row']['p']:.3g} ({o['every_row']['n_tests']})"
-              + (f", pooled mean {o['pooled_mean']['p']:.3g}" if "pooled_mean" in o else "")
-              + f" | {o['seconds']:.1f} s (elapsed {meta['total_s'] / 60:.1f} min)", flush=True)
+    reps = collect((replicate(job, s) for job in plan), len(plan), meta, args, t0, every=5,
+                   describe=lambda o: (
+                       f"gamma {o['gamma']:g} rep {o['rep']}: family {o['family']['p']:.3g} "
+                       f"({o['family']['n_tests']} tests), every row {o['every_row']['p']:.3g} "
+                       f"({o['every_row']['n_tests']})"
+                       + (f", pooled mean {o['pooled_mean']['p']:.3g}" if "pooled_mean" in o
+                          else "")))
     return reps, meta
 
 

@@ -54,7 +54,7 @@ from sc_neuronedit._synergy import STATISTICS, holm
 from sc_neuronedit.datasets._semisynthetic import combination, drug_a, drug_b, populations
 
 sys.path.insert(0, str(Path(__file__).parent))
-from synergy_calibration import ref_cells, split, wilson  # noqa: E402  (same splits, same CI)
+from synergy_calibration import collect, ref_cells, split, wilson  # noqa: E402  (same splits, same CI)
 
 ALPHA = 0.05
 DESIGNS = {"today": ("pPlcg2", "T"), "a": ("pBtk", "B"), "b": ("pBtk", "B")}
@@ -173,16 +173,9 @@ def run(args):
         pool, results = None, map(replicate, plan)
     meta = dict(crosstab=crosstab, designed=designed, train_s=train_s, gammas=gammas,
                 n_ref=n, type_markers=type_markers, n_features=len(names))
-    reps = []
-    for i, o in enumerate(results):
-        reps.append(o)
-        meta["total_s"] = time.perf_counter() - t0
-        if args.dump and ((i + 1) % 10 == 0 or i + 1 == len(plan)):
-            with open(args.dump, "wb") as fh:
-                pickle.dump((reps, meta, vars(args)), fh)
-        print(f"[{i + 1}/{len(plan)}] {o['design']} gamma {o['gamma']:g} rep {o['rep']}: "
-              + ", ".join(f"{v.split(' (')[0]} {o[o['design'], v]['p']:.3g}" for v in VARIANTS)
-              + f" | {o['seconds']:.1f} s (elapsed {meta['total_s'] / 60:.1f} min)", flush=True)
+    reps = collect(results, len(plan), meta, args, t0, every=10, describe=lambda o: (
+        f"{o['design']} gamma {o['gamma']:g} rep {o['rep']}: "
+        + ", ".join(f"{v.split(' (')[0]} {o[o['design'], v]['p']:.3g}" for v in VARIANTS)))
     if pool is not None:
         pool.close()
         pool.join()
