@@ -19,7 +19,8 @@ from ._warn import warn
 from .nn._training import block_tensor
 
 DECODE_FORMS = ("edited_residual", "residual", "plain")
-__all__ = ["BATCH_SIZE", "DECODE_FORMS", "check_decode", "check_edit", "predict", "routes", "statistics"]
+__all__ = ["BATCH_SIZE", "DECODE_FORMS", "apply_edit", "check_decode", "check_edit", "predict",
+           "routes", "statistics"]
 
 
 def check_decode(decode: str) -> str:
@@ -66,6 +67,26 @@ def routes(edit: Edit, labels: np.ndarray | None, *,
              + ", ".join(f"{p!r} ({n} cells)" for p, n in counts.items())
              + "; they take the pooled edit.")
     return codes, [edit.for_population(p) for p in names]
+
+
+def apply_edit(net, layer, cells: Rows, edit: Edit, labels: np.ndarray | None, decode: str, *,
+               batch_size: int = BATCH_SIZE, out=None, with_statistics: bool = False):
+    """``edit`` applied to ``cells`` (population ``labels`` per cell, or ``None``) and
+    decoded (see :meth:`~sc_neuronedit.NeuronEditor.apply_edit`), into ``out`` or a new
+    array. With ``with_statistics``, also :func:`statistics` on those cells, from the
+    same reads: ``(values, statistics)``."""
+    decode = check_edit(net, layer, edit, decode)
+    shape = (len(cells.idx), cells.view.X.shape[1])
+    if out is not None and tuple(getattr(out, "shape", ())) != shape:
+        raise ValueError(f"out must have shape {shape} (cells x features), got "
+                         f"{getattr(out, 'shape', None)}.")
+    codes, edits = routes(edit, labels)
+    # Filled block by block: the output is the only full-size array made, and
+    # with ``out`` not even that.
+    result = np.empty(shape, dtype=np.float32) if out is None else out
+    z = predict(net, layer, cells, codes, edits, decode, result, batch_size=batch_size,
+                encode=with_statistics)
+    return (result, statistics(edit, z, codes, edits)) if with_statistics else result
 
 
 def predict(net, layer, cells: Rows, codes, edits: list[Edit], decode: str, result, *,

@@ -454,20 +454,10 @@ class NeuronEditor:
         >>> round(float(X_pred[:, :5].mean()), 1), round(float(X_pred[:, 5:].mean()), 1)
         (2.0, 0.0)
         """
-        net = self._require_trained()
-        decode = _applying.check_edit(net, self.edit_layer, edit, decode)
-        cells = self._data.cells(cells)
-        shape = (len(cells.idx), cells.view.X.shape[1])
-        if out is not None and tuple(getattr(out, "shape", ())) != shape:
-            raise ValueError(f"out must have shape {shape} (cells x features), got "
-                             f"{getattr(out, 'shape', None)}.")
-        codes, edits = _applying.routes(edit, self._labels(populations, cells))
-        # Filled block by block: the output is the only full-size array made, and
-        # with ``out`` not even that.
-        result = np.empty(shape, dtype=np.float32) if out is None else out
-        _applying.predict(net, self.edit_layer, cells, codes, edits, decode, result,
-                          batch_size=batch_size)
-        return result
+        net, cells = self._require_trained(), self._data.cells(cells)
+        return _applying.apply_edit(net, self.edit_layer, cells, edit,
+                                    self._labels(populations, cells), decode,
+                                    batch_size=batch_size, out=out)
 
     def _labels(self, populations, cells) -> np.ndarray | None:
         return None if populations is None else self._data.cell_labels(populations, cells)

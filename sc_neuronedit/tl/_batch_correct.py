@@ -218,16 +218,14 @@ def batch_correct(
                         residual_bins=residual_bins, nonnegative=nonnegative,
                         random_state=random_state)
 
-    def finish(out, rows):  # what every corrected block goes through, in the self-check too
-        run.finish(out, rows)
-
     run = pipeline(model)
     checked = None
     if self_check:
         checked = batch_check(adata, reference=reference, batches=batches, goal_batch=reference_batch,
                               populations=populations, model=model, layer=layer, mask_var=mask_var,
                               decode=decode, n_quantiles=n_quantiles, residual_bins=residual_bins,
-                              random_state=random_state, device=device, finish=finish,
+                              random_state=random_state, device=device,
+                              finish=run.finish,  # the policy the output goes through
                               pooled_goal=pooled_goal)
         if edit_layer == "auto":
             edit_layer, populations = chosen_options(checked[1], populations)
@@ -268,7 +266,7 @@ def batch_correct(
         # corrections, which per feature is the monotone map onto the average of the goals'
         # quantiles (see ``pooled_goal``).
         out = outs[0] if len(outs) == 1 else np.mean(outs, axis=0, dtype=np.float64).astype(np.float32)
-        finish(out, here)
+        run.finish(out, here)
         rows.append(here)
         values.append(out)
         per_batch[str(b)] = {

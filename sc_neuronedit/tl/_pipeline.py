@@ -97,24 +97,17 @@ class Pipeline:
             n_quantiles=self.n_quantiles, residual=self.decode == "edited_residual",
             residual_bins=self.residual_bins, random_state=self.random_state)
 
-    def apply(self, cells, edit, labels=None, *, statistics: bool = False, warn: bool = True,
-              policy: bool = True):
+    def apply(self, cells, edit, labels=None, *, statistics: bool = False, policy: bool = True):
         """``edit`` applied to the rows ``cells`` (population ``labels`` per cell), under the
         non-negative policy (unless ``policy=False``: :meth:`finish` then applies it later);
         with ``statistics``, also the edit's statistics on those cells, from the same reads.
         Returns the values, or ``(values, statistics)``."""
-        m = self.model
-        decode = _applying.check_edit(m.network, m.edit_layer, edit, self.decode)
-        rows = self.rows(cells)
-        codes, edits = _applying.routes(edit, labels, warn_unseen=warn)
-        values = np.empty((len(rows.idx), self.view.X.shape[1]), dtype=np.float32)
-        z = _applying.predict(m.network, m.edit_layer, rows, codes, edits, decode, values,
-                              batch_size=_applying.BATCH_SIZE, encode=statistics)
+        m, rows = self.model, self.rows(cells)
+        out = _applying.apply_edit(m.network, m.edit_layer, rows, edit, labels, self.decode,
+                                   with_statistics=statistics)
         if policy:
-            self.finish(values, rows.idx)
-        if not statistics:
-            return values
-        return values, _applying.statistics(edit, z, codes, edits)
+            self.finish(out[0] if statistics else out, rows.idx)
+        return out
 
     def finish(self, values: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """The non-negative policy on predicted ``values`` of ``rows``, in place."""
