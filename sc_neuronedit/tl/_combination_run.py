@@ -102,7 +102,7 @@ class CombinationRun:
         self.pipeline = Pipeline(model, self.X, layer=layer, decode=decode, n_quantiles=n_quantiles,
                                  residual_bins=residual_bins, nonnegative=nonnegative,
                                  random_state=random_state)
-        self._values = {}
+        self._values, self._effects = {}, {}
 
     def index(self, condition, idx=None) -> np.ndarray:
         """Rows of ``adata`` of a condition's cells (or of ``idx`` among them)."""
@@ -178,10 +178,14 @@ class CombinationRun:
         return M[:, self.features]
 
     def effect_size(self, drug_a, drug_b) -> float:
-        ctrl = self._scored(self.rows(self.control))
-        return float(np.mean([subsampled_energy(ctrl, self._scored(self.rows(d)),
-                                                random_state=self.random_state)
-                              for d in (drug_a, drug_b)]))
+        """Mean energy distance of the single drugs' effects (control vs each drug), the
+        unit of the agreement and synergy scores; computed once per pair."""
+        if (drug_a, drug_b) not in self._effects:
+            ctrl = self._scored(self.rows(self.control))
+            self._effects[drug_a, drug_b] = float(np.mean([
+                subsampled_energy(ctrl, self._scored(self.rows(d)), random_state=self.random_state)
+                for d in (drug_a, drug_b)]))
+        return self._effects[drug_a, drug_b]
 
     def agreement(self, routes, drug_a=None, drug_b=None) -> dict:
         (_, first), (_, second) = routes
