@@ -69,7 +69,7 @@ def resolve_selection(adata, selection, *, name: str = "selection") -> np.ndarra
                 )
             mask = arr.copy()
         elif arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
-            mask = index_mask(arr, n, name=name)
+            mask = index_mask(arr, n, name=name, unit="cells")
         else:
             raise TypeError(
                 f"{name} must be a boolean mask over cells, integer indices, or a dict "
@@ -80,10 +80,10 @@ def resolve_selection(adata, selection, *, name: str = "selection") -> np.ndarra
     return mask
 
 
-def index_mask(idx: np.ndarray, n: int, *, name: str) -> np.ndarray:
+def index_mask(idx: np.ndarray, n: int, *, name: str, unit: str = "rows") -> np.ndarray:
     """A boolean mask over ``n`` rows from integer indices: rows in order, each once."""
     if idx.size and (idx.min() < -n or idx.max() >= n):
-        raise IndexError(f"{name}: integer index out of range for {n} rows.")
+        raise IndexError(f"{name}: integer index out of range for {n} {unit}.")
     mask = np.zeros(n, dtype=bool)
     mask[idx] = True
     return mask
