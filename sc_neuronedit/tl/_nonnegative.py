@@ -55,3 +55,14 @@ def enforce_nonnegative(values: np.ndarray, X, rows: np.ndarray, columns: np.nda
         block[take_rows(X, rows)[:, cols] == 0] = 0
     values[:, cols] = block
     return values
+
+
+def nonnegative_policy(X, nonnegative: str):
+    """The policy as one function ``finish(values, rows)`` (in place, returns ``values``),
+    its features decided once from the input ``X``."""
+    columns = nonnegative_columns(X, nonnegative)
+
+    def finish(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return enforce_nonnegative(values, X, rows, columns, nonnegative)
+
+    return finish

@@ -15,7 +15,7 @@ from .. import _applying, _learning
 from .._matrix import Columns, Rows
 from .._model import NeuronEditor
 from ._checks import MIN_EDIT_CELLS, check_min_cells
-from ._nonnegative import check_policy, enforce_nonnegative, nonnegative_columns
+from ._nonnegative import check_policy, nonnegative_policy
 from ._results import warn_outside
 
 
@@ -80,7 +80,8 @@ class Pipeline:
         self.view = Columns(read, model.columns)
         self.decode, self.n_quantiles, self.residual_bins = decode, n_quantiles, residual_bins
         self.nonnegative, self.random_state = nonnegative, random_state
-        self.columns = nonnegative_columns(X, nonnegative)
+        #: The non-negative policy on predicted ``values`` of ``rows``, in place.
+        self.finish = nonnegative_policy(X, nonnegative)
 
     def rows(self, idx) -> Rows:
         """Rows ``idx`` (indices into the data, repeats allowed) as the engines take them."""
@@ -99,7 +100,7 @@ class Pipeline:
 
     def apply(self, cells, edit, labels=None, *, statistics: bool = False, policy: bool = True):
         """``edit`` applied to the rows ``cells`` (population ``labels`` per cell), under the
-        non-negative policy (unless ``policy=False``: :meth:`finish` then applies it later);
+        non-negative policy (unless ``policy=False``: ``finish`` then applies it later);
         with ``statistics``, also the edit's statistics on those cells, from the same reads.
         Returns the values, or ``(values, statistics)``."""
         m, rows = self.model, self.rows(cells)
@@ -108,10 +109,6 @@ class Pipeline:
         if policy:
             self.finish(out[0] if statistics else out, rows.idx)
         return out
-
-    def finish(self, values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """The non-negative policy on predicted ``values`` of ``rows``, in place."""
-        return enforce_nonnegative(values, self.X, rows, self.columns, self.nonnegative)
 
     def record(self, **head) -> dict:
         """``.uns``'s ``params`` (the call's own ``head`` first) and ``history``."""

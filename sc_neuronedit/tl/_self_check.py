@@ -16,7 +16,7 @@ from .. import _self_check_choice as choice
 from .._matrix import take_rows
 from .._self_check_choice import default_candidate, unvouched_message, unvouched_populations
 from .._warn import warn
-from ._nonnegative import enforce_nonnegative, nonnegative_columns
+from ._nonnegative import nonnegative_policy
 from ._pipeline import trained_model
 
 #: Training settings of a given model that the self-check's extra autoencoders copy.
@@ -104,10 +104,7 @@ def _run(adata, what, inner, arguments, *, default, switch, layer, mask_var, mod
             train_kwargs["patience"] = None
         max_epochs, mask_var, layer = None, model.feature_mask, model.layer
 
-    columns = nonnegative_columns(X, nonnegative)
-
-    def finish(values, rows):  # the inner predictions go through the policy the output does
-        enforce_nonnegative(values, X, rows, columns, nonnegative)
+    finish = nonnegative_policy(X, nonnegative)  # inner predictions: the output's policy
 
     def make_model(edit_layer, cells):
         return trained_model(adata, cells=cells, layer=layer, mask_var=mask_var, edit_layer=edit_layer,
